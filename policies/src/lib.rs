@@ -6,6 +6,9 @@
 //! the sessions share (a learner, a mode). The baselines live here, the libtorch agents
 //! (IQN Malcolm-Strict, original Malcolm) in `agent-server`.
 
+pub mod baselines;
+pub mod reward;
+
 use malcolm_proto::bridge::{EpisodeEnd, Hello, Step, TaskOutcome};
 use std::path::Path;
 

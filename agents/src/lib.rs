@@ -1,0 +1,4 @@
+//! # Layout
+//!
+//! The libtorch learners behind the `malcolm_policies::Policy` interface. (Filled by the
+//! agents issue.)

@@ -1,0 +1,1 @@
+//! Fixed-rule baseline policies. (Filled by the simulator issue.)

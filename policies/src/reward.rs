@@ -1,0 +1,1 @@
+//! Reward functions: barrier, linear, step, Malcolm variance. (Filled by the agents issue.)
