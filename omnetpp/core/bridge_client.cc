@@ -1,0 +1,158 @@
+#include "bridge_client.h"
+
+#include <chrono>
+#include <vector>
+
+namespace malcolm {
+
+const char* BridgeError::codeName(Code code)
+{
+    switch (code) {
+        case Code::Timeout: return "timeout";
+        case Code::Transport: return "transport";
+        case Code::AgentError: return "agent-error";
+        case Code::BadReply: return "bad-reply";
+    }
+    return "?";
+}
+
+BridgeClient::BridgeClient(const BridgeClientOptions& options)
+    : options_(options), context_(1), socket_(context_, zmq::socket_type::dealer)
+{
+    if (options.timeoutMs <= 0)
+        throw BridgeError(BridgeError::Code::Transport, "bridge timeout must be > 0 ms");
+    try {
+        socket_.set(zmq::sockopt::linger, 0);  // never block process exit on unsent messages
+        socket_.set(zmq::sockopt::sndtimeo, options.timeoutMs);
+        socket_.set(zmq::sockopt::rcvtimeo, options.timeoutMs);
+        socket_.connect(options.endpoint);
+    }
+    catch (const zmq::error_t& e) {
+        throw BridgeError(BridgeError::Code::Transport,
+                          "cannot connect to agent at '" + options.endpoint + "': " + e.what());
+    }
+}
+
+BridgeClient::~BridgeClient() = default;
+
+pb::Envelope BridgeClient::roundTrip(pb::Envelope& request, const char* what)
+{
+    using Clock = std::chrono::steady_clock;
+    const uint64_t id = nextRequestId_++;
+    request.set_protocol_version(kProtocolVersion);
+    request.set_request_id(id);
+    std::string bytes;
+    if (!request.SerializeToString(&bytes))
+        throw BridgeError(BridgeError::Code::Transport, std::string("cannot serialise ") + what);
+    try {
+        if (options_.emptyDelimiter)
+            socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
+        if (!socket_.send(zmq::buffer(bytes), zmq::send_flags::none))
+            throw BridgeError(BridgeError::Code::Timeout,
+                              std::string(what) + ": agent at " + options_.endpoint + " did not take the message within " +
+                                  std::to_string(options_.timeoutMs) + " ms");
+    }
+    catch (const zmq::error_t& e) {
+        throw BridgeError(BridgeError::Code::Transport, std::string(what) + ": send failed: " + e.what());
+    }
+
+    const auto deadline = Clock::now() + std::chrono::milliseconds(options_.timeoutMs);
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0)
+            break;
+        zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+        try {
+            zmq::poll(&item, 1, std::chrono::milliseconds(left));
+        }
+        catch (const zmq::error_t& e) {
+            throw BridgeError(BridgeError::Code::Transport, std::string(what) + ": poll failed: " + e.what());
+        }
+        if (!(item.revents & ZMQ_POLLIN))
+            continue;
+        // One reply = one multipart message; the payload is its last frame (any empty
+        // delimiter frames before it are skipped).
+        std::vector<zmq::message_t> frames;
+        for (;;) {
+            zmq::message_t frame;
+            if (!socket_.recv(frame, zmq::recv_flags::dontwait))
+                break;
+            bool more = frame.more();
+            frames.push_back(std::move(frame));
+            if (!more)
+                break;
+        }
+        if (frames.empty())
+            continue;
+        const zmq::message_t& payload = frames.back();
+        if (payload.size() > options_.maxReplyBytes)
+            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply of " + std::to_string(payload.size()) +
+                                                               " bytes exceeds the limit");
+        pb::Envelope reply;
+        if (!reply.ParseFromArray(payload.data(), static_cast<int>(payload.size())))
+            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply is not a bridge Envelope");
+        if (reply.request_id() != id) {
+            discardedReplies_++;  // a late answer to an earlier request
+            continue;
+        }
+        if (reply.protocol_version() != kProtocolVersion)
+            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": agent speaks protocol version " +
+                                                               std::to_string(reply.protocol_version()) + ", not 1");
+        if (reply.has_error())
+            throw BridgeError(BridgeError::Code::AgentError,
+                              std::string(what) + " refused by agent: " +
+                                  pb::ErrorCode_Name(reply.error().code()) + ": " + reply.error().message(),
+                              reply.error().code());
+        return reply;
+    }
+    throw BridgeError(BridgeError::Code::Timeout, std::string(what) + ": no reply from agent at " + options_.endpoint +
+                                                      " within " + std::to_string(options_.timeoutMs) +
+                                                      " ms (is the agent server running?)");
+}
+
+pb::Welcome BridgeClient::hello(const pb::Hello& hello)
+{
+    pb::Envelope req;
+    *req.mutable_hello() = hello;
+    pb::Envelope reply = roundTrip(req, "Hello");
+    if (!reply.has_welcome())
+        throw BridgeError(BridgeError::Code::BadReply, "Hello: expected Welcome from agent");
+    return reply.welcome();
+}
+
+pb::Placement BridgeClient::step(const pb::Step& step)
+{
+    pb::Envelope req;
+    *req.mutable_step() = step;
+    pb::Envelope reply = roundTrip(req, "Step");
+    if (!reply.has_placement())
+        throw BridgeError(BridgeError::Code::BadReply, "Step: expected Placement from agent");
+    const pb::Placement& p = reply.placement();
+    if (p.targets_size() != step.tasks_size())
+        throw BridgeError(BridgeError::Code::BadReply, "Step " + std::to_string(step.step_index()) + ": placement has " +
+                                                           std::to_string(p.targets_size()) + " targets for " +
+                                                           std::to_string(step.tasks_size()) + " tasks");
+    if (p.hold_ns_size() != 0 && p.hold_ns_size() != step.tasks_size())
+        throw BridgeError(BridgeError::Code::BadReply, "Step: hold_ns must be empty or one per task");
+    return p;
+}
+
+void BridgeClient::episodeEnd(const pb::EpisodeEnd& end)
+{
+    pb::Envelope req;
+    *req.mutable_episode_end() = end;
+    pb::Envelope reply = roundTrip(req, "EpisodeEnd");
+    if (!reply.has_ack())
+        throw BridgeError(BridgeError::Code::BadReply, "EpisodeEnd: expected Ack from agent");
+}
+
+void BridgeClient::close(const std::string& reason)
+{
+    pb::Envelope req;
+    req.mutable_close()->set_reason(reason);
+    pb::Envelope reply = roundTrip(req, "Close");
+    if (!reply.has_ack())
+        throw BridgeError(BridgeError::Code::BadReply, "Close: expected Ack from agent");
+}
+
+}  // namespace malcolm

@@ -1,0 +1,145 @@
+#include "message_builder.h"
+
+#include <stdexcept>
+
+namespace malcolm {
+
+pb::Hello buildHello(const std::string& envId, const std::string& scenario, uint64_t seed,
+                     const std::vector<NodeSpecInfo>& nodes, uint64_t heartbeatIntervalNs,
+                     const std::vector<std::pair<std::string, std::string>>& parameters)
+{
+    if (nodes.empty() || nodes.size() > 256)
+        throw std::invalid_argument("buildHello: a rack has 1..256 nodes");
+    pb::Hello hello;
+    hello.set_env_id(envId);
+    hello.set_simulator("omnetpp");
+    hello.set_scenario(scenario);
+    hello.set_seed(seed);
+    for (size_t i = 0; i < nodes.size(); i++) {
+        pb::NodeSpec* n = hello.add_nodes();
+        n->set_node_id(static_cast<uint32_t>(i));
+        n->set_cores(nodes[i].cores);
+        n->set_speed(nodes[i].speed);
+        n->set_kind(nodes[i].kind);
+        n->set_discipline(nodes[i].discipline == Discipline::Edf ? pb::DISCIPLINE_EDF : pb::DISCIPLINE_FCFS);
+    }
+    hello.mutable_sth()->set_buckets(kSthBuckets);
+    hello.mutable_sth()->set_fine_width_us(static_cast<uint32_t>(kSthFineWidthUs));
+    hello.mutable_sth()->set_critical_us(static_cast<uint32_t>(kSthCriticalUs));
+    hello.set_heartbeat_interval_ns(heartbeatIntervalNs);
+    for (const auto& kv : parameters)
+        (*hello.mutable_parameters())[kv.first] = kv.second;
+    return hello;
+}
+
+void fillSth(const SlackHistogram& sth, pb::Sth* out)
+{
+    out->clear_buckets();
+    for (uint32_t c : sth.buckets())
+        out->add_buckets(c);
+    out->set_total_tasks(sth.totalTasks());
+    out->set_min_slack_us(sth.minSlackOrZero());
+    out->set_sum_load_us(sth.sumLoadUs());
+}
+
+void fillHeartbeat(const Heartbeat& hb, pb::HeartbeatFields* out)
+{
+    out->set_node_id(hb.nodeId);
+    out->set_flags(hb.flags);
+    out->set_load_factor_milli(hb.loadFactor);
+    out->set_slack_p10_us(hb.slackP10Us);
+    out->set_slack_p50_us(hb.slackP50Us);
+    out->set_queue_len(hb.queueLen);
+    out->set_policy_version(hb.reserved);
+}
+
+void fillOutcome(const TaskOutcomeRecord& r, pb::TaskOutcome* out)
+{
+    out->set_task_id(r.task.id);
+    out->set_node_id(r.nodeId);
+    out->set_origin(r.task.origin);
+    switch (r.kind) {
+        case OutcomeKind::Completed: out->set_kind(pb::OUTCOME_KIND_COMPLETED); break;
+        case OutcomeKind::Missed: out->set_kind(pb::OUTCOME_KIND_MISSED); break;
+        case OutcomeKind::Dropped: out->set_kind(pb::OUTCOME_KIND_DROPPED); break;
+    }
+    out->set_arrival_ns(r.task.arrivalNs);
+    out->set_finish_ns(r.finishNs);
+    out->set_deadline_ns(r.task.deadlineNs);
+    out->set_latency_ns(r.latencyNs());
+    out->set_class_(r.task.taskClass);
+    out->set_decided_at_step(r.task.decidedAtStep);
+}
+
+pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, const std::vector<NodeSnapshot>& nodes,
+                   const std::vector<LinkSnapshot>& links, const std::vector<Task>& pending,
+                   const std::vector<TaskOutcomeRecord>& outcomes)
+{
+    pb::Step step;
+    step.set_sim_time_ns(simTimeNs);
+    step.set_episode(episode);
+    step.set_step_index(stepIndex);
+    for (size_t i = 0; i < nodes.size(); i++) {
+        const NodeSnapshot& s = nodes[i];
+        if (s.nodeId != i)
+            throw std::invalid_argument("buildStep: node states must be in node-id order");
+        pb::NodeState* n = step.add_nodes();
+        n->set_node_id(s.nodeId);
+        fillSth(s.sth, n->mutable_sth());
+        fillHeartbeat(s.heartbeat, n->mutable_heartbeat());
+        n->set_utilisation(s.utilisation);
+        if (s.includeGst) {
+            if (s.gst.size() != nodes.size() || s.gstAgeNs.size() != nodes.size())
+                throw std::invalid_argument("buildStep: a GST has one entry per node");
+            std::string bytes;
+            bytes.reserve(kHeartbeatLen * s.gst.size());
+            for (const HeartbeatBytes& hb : s.gst)
+                bytes.append(reinterpret_cast<const char*>(hb.data()), hb.size());
+            n->mutable_gst()->set_heartbeats(bytes);
+            for (uint64_t age : s.gstAgeNs)
+                n->mutable_gst()->add_age_ns(age);
+        }
+    }
+    for (const LinkSnapshot& l : links) {
+        pb::LinkState* p = step.add_links();
+        p->set_link_id(l.linkId);
+        p->set_node_id(l.nodeId);
+        p->set_uplink(l.uplink);
+        p->set_tx_rate_bps(l.txRateBps);
+        p->set_queue_bytes(l.queueBytes);
+        p->set_pfc_paused(l.pfcPaused);
+        p->set_ecn_marks(l.ecnMarks);
+        p->set_pause_frames(l.pauseFrames);
+        p->set_drops(l.drops);
+    }
+    for (const Task& t : pending) {
+        if (t.origin >= nodes.size())
+            throw std::invalid_argument("buildStep: pending task origin out of range");
+        pb::PendingTask* p = step.add_tasks();
+        p->set_task_id(t.id);
+        p->set_origin(t.origin);
+        p->set_size_bytes(t.sizeBytes);
+        p->set_service_estimate_ns(t.serviceRefNs);
+        p->set_deadline_ns(t.deadlineNs);
+        p->set_arrival_ns(t.arrivalNs);
+        p->set_class_(t.taskClass);
+    }
+    for (const TaskOutcomeRecord& r : outcomes)
+        fillOutcome(r, step.add_outcomes());
+    return step;
+}
+
+pb::EpisodeEnd buildEpisodeEnd(uint64_t episode, uint64_t steps, bool terminated, uint64_t simTimeNs,
+                               const std::vector<TaskOutcomeRecord>& outcomes)
+{
+    pb::EpisodeEnd end;
+    end.set_episode(episode);
+    end.set_steps(steps);
+    end.set_reason(terminated ? pb::END_REASON_TERMINATED : pb::END_REASON_TRUNCATED);
+    end.set_sim_time_ns(simTimeNs);
+    for (const TaskOutcomeRecord& r : outcomes)
+        fillOutcome(r, end.add_outcomes());
+    return end;
+}
+
+}  // namespace malcolm

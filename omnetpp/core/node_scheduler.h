@@ -1,0 +1,90 @@
+// One server's execution model (SPEC section 6), framework-free and event driven: an
+// ingress ring drained in batches by a polling dispatcher, a ready queue (EDF heap or FCFS
+// FIFO), k cores of speed v, a context-switch cost paid when a core switches away from a
+// preempted task and when a preempted task resumes. The caller owns the clock: it calls
+// poll() when the dispatcher runs and onCoreTimer() when coreTimerNs(c) is reached.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <vector>
+
+#include "edf_queue.h"
+#include "sth.h"
+#include "task.h"
+
+namespace malcolm {
+
+enum class Discipline { Edf, Fcfs };
+
+struct NodeSchedulerConfig
+{
+    uint32_t nodeId = 0;
+    Discipline discipline = Discipline::Edf;
+    int cores = 1;
+    double speed = 1.0;            // service time scales with 1/speed
+    uint64_t contextSwitchNs = 2000;
+    uint64_t preemptionThresholdNs = kPreemptionThresholdNs;
+    size_t ingressBatch = 16;      // tasks drained from the ingress ring per poll
+};
+
+constexpr uint64_t kNever = std::numeric_limits<uint64_t>::max();
+
+class NodeScheduler
+{
+  public:
+    explicit NodeScheduler(const NodeSchedulerConfig& config);
+
+    const NodeSchedulerConfig& config() const { return config_; }
+
+    // A task arrives in the ingress ring (it is not admitted until the next poll).
+    void arrive(const Task& task);
+    size_t ingressSize() const { return ingress_.size(); }
+
+    // One dispatcher pass at `nowNs`: drains up to `ingressBatch` tasks (EDF: early drop of
+    // late ones), prunes late heads, preempts, fills idle cores. Finished/dropped tasks are
+    // appended to `out`.
+    void poll(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out);
+    // Core `core` reached coreTimerNs(core): its task completes, then the core takes the next.
+    void onCoreTimer(int core, uint64_t nowNs, std::vector<TaskOutcomeRecord>& out);
+    // When core `core` finishes its current task (kNever when idle).
+    uint64_t coreTimerNs(int core) const;
+
+    int busyCores() const;
+    size_t queuedTasks() const;  // ready queue + ingress ring
+    // Histogram of every task on the node (ingress, ready, running): slack = D - (now + remaining).
+    SlackHistogram sth(uint64_t nowNs) const;
+    // Core-busy time accumulated up to `nowNs`, summed over cores (for utilisation).
+    uint64_t busyNs(uint64_t nowNs) const;
+    uint64_t preemptions() const { return preemptions_; }
+    uint64_t contextSwitches() const { return contextSwitches_; }
+
+  private:
+    struct Core
+    {
+        bool busy = false;
+        Task task;
+        uint64_t workStartNs = 0;  // when service starts (after any context switch)
+        uint64_t endNs = kNever;
+        uint64_t busySinceNs = 0;
+    };
+
+    uint64_t workNsOnThisNode(uint64_t serviceRefNs) const;
+    bool readyEmpty() const;
+    Task popReady();
+    void dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out);
+    void startOnCore(Core& core, Task task, uint64_t nowNs, bool switchCost);
+    void record(std::vector<TaskOutcomeRecord>& out, const Task& task, OutcomeKind kind, uint64_t nowNs) const;
+
+    NodeSchedulerConfig config_;
+    std::deque<Task> ingress_;
+    EdfReadyQueue edf_;
+    std::deque<Task> fifo_;
+    std::vector<Core> cores_;
+    uint64_t busyAccumulatedNs_ = 0;
+    uint64_t preemptions_ = 0;
+    uint64_t contextSwitches_ = 0;
+};
+
+}  // namespace malcolm

@@ -1,0 +1,113 @@
+// The shared golden vectors of proto/testdata, read at test time exactly as the Rust side
+// (proto/tests/golden.rs) reads them.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+
+#include "csv.h"
+#include "heartbeat.h"
+#include "sth.h"
+
+using namespace malcolm;
+
+namespace {
+std::string hex(const HeartbeatBytes& b)
+{
+    std::string s;
+    char buf[3];
+    for (uint8_t x : b) {
+        std::snprintf(buf, sizeof buf, "%02x", x);
+        s += buf;
+    }
+    return s;
+}
+}  // namespace
+
+TEST(GoldenVectors, SlackToBucket)
+{
+    auto rows = test::readRows("sth_buckets.csv");
+    ASSERT_GE(rows.size(), 9u);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.size(), 2u);
+        EXPECT_EQ(sthBucketOf(std::stoll(r[0])), std::stoi(r[1])) << "slack " << r[0];
+    }
+}
+
+TEST(GoldenVectors, LowerEdgesMapBackToTheirBucket)
+{
+    for (int b = 1; b < kSthBuckets; b++) {
+        EXPECT_EQ(sthBucketOf(sthBucketLowerEdgeUs(b)), b);
+        EXPECT_EQ(sthBucketOf(sthBucketLowerEdgeUs(b) - 1), b - 1);
+    }
+}
+
+TEST(GoldenVectors, HeartbeatEncodeAndDecode)
+{
+    auto rows = test::readRows("heartbeat_vectors.csv");
+    ASSERT_GE(rows.size(), 9u);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.size(), 8u);
+        Heartbeat hb = Heartbeat::fromValues(static_cast<uint8_t>(std::stoul(r[0])), static_cast<uint8_t>(std::stoul(r[1])),
+                                             loadFactorFromRho(std::stod(r[2])), std::stoll(r[3]), std::stoll(r[4]),
+                                             std::stoull(r[5]), static_cast<uint32_t>(std::stoull(r[6])));
+        HeartbeatBytes bytes = hb.encode();
+        EXPECT_EQ(hex(bytes), r[7]) << "row node_id=" << r[0];
+        EXPECT_EQ(Heartbeat::decode(bytes.data(), bytes.size()), hb);
+    }
+}
+
+TEST(GoldenVectors, SthPercentiles)
+{
+    auto rows = test::readRows("sth_percentiles.csv");
+    ASSERT_GE(rows.size(), 9u);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.size(), 8u);
+        SlackHistogram h;
+        size_t n = 0;
+        for (const std::string& s : test::splitFields(r[0], ';')) {
+            if (s.empty())
+                continue;
+            h.add(std::stoll(s), 1);
+            n++;
+        }
+        EXPECT_EQ(h.totalTasks(), n);
+        EXPECT_EQ(std::to_string(h.totalTasks()), r[1]);
+        EXPECT_EQ(std::to_string(h.minSlackOrZero()), r[2]);
+        if (!r[3].empty()) {
+            EXPECT_EQ(std::to_string(h.percentileUs(10)), r[3]) << "p10 of " << r[0];
+            EXPECT_EQ(std::to_string(h.percentileUs(50)), r[4]) << "p50 of " << r[0];
+        }
+        else {
+            EXPECT_EQ(h.percentileUs(10), INT64_MAX);
+        }
+        EXPECT_EQ(int(h.panic()), std::stoi(r[5]));
+        Heartbeat hb = Heartbeat::fromSth(0, h, 0.0, false, 0);
+        EXPECT_EQ(std::to_string(hb.slackP10Us), r[6]);
+        EXPECT_EQ(std::to_string(hb.slackP50Us), r[7]);
+        EXPECT_EQ(hb.panic(), h.panic());
+    }
+}
+
+TEST(Heartbeat, DecodeRejectsWrongLengths)
+{
+    uint8_t buf[32] = {};
+    for (size_t n : {0, 1, 15, 17, 32}) {
+        try {
+            Heartbeat::decode(buf, n);
+            ADD_FAILURE() << "decoded " << n << " bytes";
+        }
+        catch (const HeartbeatLengthError& e) {
+            EXPECT_EQ(e.got, n);
+        }
+    }
+}
+
+TEST(Heartbeat, IdleOnlyWhenNothingQueuedOrRunning)
+{
+    SlackHistogram empty;
+    Heartbeat idle = Heartbeat::fromSth(3, empty, 0.0, false, 9);
+    EXPECT_TRUE(idle.idle());
+    EXPECT_FALSE(idle.panic());
+    EXPECT_EQ(idle.slackP10Us, INT16_MAX);
+    EXPECT_FALSE(Heartbeat::fromSth(3, empty, 0.5, true, 9).idle());
+}

@@ -1,0 +1,166 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "node_scheduler.h"
+
+using namespace malcolm;
+
+namespace {
+Task task(uint64_t id, uint64_t arrivalNs, uint64_t serviceNs, uint64_t deadlineNs)
+{
+    Task t;
+    t.id = id;
+    t.arrivalNs = arrivalNs;
+    t.serviceRefNs = serviceNs;
+    t.deadlineNs = deadlineNs;
+    return t;
+}
+
+// A tiny event loop: arrivals poll the dispatcher at their time, core timers fire in order.
+std::map<uint64_t, TaskOutcomeRecord> run(NodeScheduler& s, std::vector<Task> arrivals)
+{
+    std::sort(arrivals.begin(), arrivals.end(), [](const Task& a, const Task& b) { return a.arrivalNs < b.arrivalNs; });
+    std::vector<TaskOutcomeRecord> out;
+    size_t next = 0;
+    for (;;) {
+        uint64_t coreT = kNever;
+        int core = -1;
+        for (int c = 0; c < s.config().cores; c++)
+            if (s.coreTimerNs(c) < coreT)
+                coreT = s.coreTimerNs(c), core = c;
+        uint64_t arrT = next < arrivals.size() ? arrivals[next].arrivalNs : kNever;
+        if (core < 0 && arrT == kNever && s.ingressSize() == 0)
+            break;
+        if (arrT <= coreT && arrT != kNever) {
+            while (next < arrivals.size() && arrivals[next].arrivalNs == arrT)
+                s.arrive(arrivals[next++]);
+            while (s.ingressSize() > 0)
+                s.poll(arrT, out);
+        }
+        else {
+            s.onCoreTimer(core, coreT, out);
+        }
+    }
+    std::map<uint64_t, TaskOutcomeRecord> byId;
+    for (const auto& r : out)
+        byId[r.task.id] = r;
+    return byId;
+}
+
+int count(const std::map<uint64_t, TaskOutcomeRecord>& m, OutcomeKind k)
+{
+    return int(std::count_if(m.begin(), m.end(), [&](const auto& kv) { return kv.second.kind == k; }));
+}
+}  // namespace
+
+TEST(NodeScheduler, EdfPreemptsWithContextSwitchCost)
+{
+    NodeSchedulerConfig c;
+    c.discipline = Discipline::Edf;
+    NodeScheduler s(c);
+    auto r = run(s, {task(1, 0, 20000, 100000), task(2, 5000, 10000, 30000)});
+    // B preempts A at 5 us, pays 2 us, runs 7..17 us; A resumes paying 2 us: 19 + 15 = 34 us.
+    EXPECT_EQ(r.at(2).finishNs, 17000u);
+    EXPECT_EQ(r.at(1).finishNs, 34000u);
+    EXPECT_EQ(r.at(1).kind, OutcomeKind::Completed);
+    EXPECT_EQ(s.preemptions(), 1u);
+    EXPECT_EQ(s.contextSwitches(), 2u);
+}
+
+TEST(NodeScheduler, NoPreemptionWithinThreshold)
+{
+    NodeScheduler s(NodeSchedulerConfig{});
+    // B's deadline is only 4 us earlier than A's: A runs to completion.
+    auto r = run(s, {task(1, 0, 20000, 100000), task(2, 5000, 10000, 96000)});
+    EXPECT_EQ(r.at(1).finishNs, 20000u);
+    EXPECT_EQ(r.at(2).finishNs, 30000u);
+    EXPECT_EQ(s.preemptions(), 0u);
+}
+
+TEST(NodeScheduler, FcfsRunsInArrivalOrder)
+{
+    NodeSchedulerConfig c;
+    c.discipline = Discipline::Fcfs;
+    NodeScheduler s(c);
+    auto r = run(s, {task(1, 0, 20000, 100000), task(2, 5000, 10000, 25000)});
+    EXPECT_EQ(r.at(1).finishNs, 20000u);
+    EXPECT_EQ(r.at(2).finishNs, 30000u);
+    EXPECT_EQ(r.at(2).kind, OutcomeKind::Missed);
+}
+
+TEST(NodeScheduler, EarlyDropAndLazyPruning)
+{
+    NodeScheduler s(NodeSchedulerConfig{});
+    // Task 2 cannot make it at admission (arrives at 1 us with 10 us of work, deadline 5 us):
+    // dropped at once. Tasks 3 and 4 preempt in turn (each more than 5 us more urgent) and
+    // every feasible task completes.
+    auto r = run(s, {task(1, 0, 20000, 100000), task(2, 1000, 10000, 5000), task(3, 2000, 5000, 26000),
+                     task(4, 3000, 1000, 19000)});
+    EXPECT_EQ(r.at(2).kind, OutcomeKind::Dropped);
+    EXPECT_EQ(r.at(2).finishNs, 1000u);
+    // Task 4 preempts task 1 (19 us < 100 - 5 us): runs 5..6 us, no pruning needed.
+    EXPECT_EQ(r.at(4).kind, OutcomeKind::Completed);
+    EXPECT_EQ(r.at(3).kind, OutcomeKind::Completed);
+}
+
+TEST(NodeScheduler, LazyPruningDropsLateHeadTasks)
+{
+    NodeSchedulerConfig c;
+    c.preemptionThresholdNs = 1000000;  // effectively no preemption
+    NodeScheduler s(c);
+    auto r = run(s, {task(1, 0, 20000, 100000), task(2, 1000, 1000, 10000)});
+    // Task 2 waits behind task 1 until 20 us, past its 10 us deadline: pruned at the head.
+    EXPECT_EQ(r.at(2).kind, OutcomeKind::Dropped);
+    EXPECT_EQ(r.at(2).finishNs, 20000u);
+}
+
+TEST(NodeScheduler, SpeedScalesServiceTimeAndCoresRunInParallel)
+{
+    NodeSchedulerConfig c;
+    c.cores = 2;
+    c.speed = 0.5;
+    NodeScheduler s(c);
+    auto r = run(s, {task(1, 0, 10000, 1000000), task(2, 0, 10000, 1000000), task(3, 0, 10000, 1000000)});
+    EXPECT_EQ(r.at(1).finishNs, 20000u);
+    EXPECT_EQ(r.at(2).finishNs, 20000u);
+    EXPECT_EQ(r.at(3).finishNs, 40000u);
+    EXPECT_EQ(s.busyNs(40000), 60000u);
+}
+
+TEST(NodeScheduler, IngressDrainedInBatches)
+{
+    NodeSchedulerConfig c;
+    c.ingressBatch = 4;
+    NodeScheduler s(c);
+    for (uint64_t i = 0; i < 10; i++)
+        s.arrive(task(i, 0, 1000, 1000000));
+    std::vector<TaskOutcomeRecord> out;
+    s.poll(0, out);
+    EXPECT_EQ(s.ingressSize(), 6u);
+    EXPECT_EQ(s.queuedTasks(), 9u);  // 6 in ingress + 3 ready, 1 running
+    SlackHistogram h = s.sth(0);
+    EXPECT_EQ(h.totalTasks(), 10u);
+    EXPECT_EQ(h.sumLoadUs(), 10u);
+}
+
+TEST(NodeScheduler, EdfMeetsMoreDeadlinesThanFcfsOnTheSameWorkload)
+{
+    // A long task followed by a burst of short urgent ones, repeated.
+    std::vector<Task> work;
+    uint64_t id = 0;
+    for (uint64_t k = 0; k < 20; k++) {
+        uint64_t t0 = k * 200000;
+        work.push_back(task(id++, t0, 100000, t0 + 400000));
+        for (uint64_t j = 1; j <= 5; j++)
+            work.push_back(task(id++, t0 + j * 1000, 5000, t0 + j * 1000 + 40000));
+    }
+    NodeSchedulerConfig edfC, fcfsC;
+    fcfsC.discipline = Discipline::Fcfs;
+    NodeScheduler edf(edfC), fcfs(fcfsC);
+    auto re = run(edf, work), rf = run(fcfs, work);
+    int edfMet = count(re, OutcomeKind::Completed), fcfsMet = count(rf, OutcomeKind::Completed);
+    EXPECT_GT(edfMet, fcfsMet);
+    EXPECT_EQ(edfMet, int(work.size()));
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds and tests the framework-free C++ core of the OMNeT++ side (omnetpp/core) with
+# GoogleTest, in omnetpp/build (git-ignored). Idempotent; fast when up to date.
+#   scripts/cpp-test.sh
+# MALCOLM_AGENT_SERVER_BIN=target/release/agent-server enables the round trip against the
+# real agent server (skipped with a message otherwise). Where OMNeT++ is found (OMNETPP_ROOT
+# or opp_run on PATH) the same build also compiles the simple modules; otherwise it says so.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=omnetpp
+build=omnetpp/build
+jobs="${MALCOLM_CPP_JOBS:-2}"
+if [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+else
+  cmake "$build" >/dev/null  # re-detects OMNeT++ when the environment changed
+fi
+log="$build/last-build.log"
+if ! cmake --build "$build" -j "$jobs" >"$log" 2>&1; then
+  cat "$log"
+  echo "cpp-test: build failed (log: $log)" >&2
+  exit 1
+fi
+# Say what was skipped (OMNeT++ absent) or built, without the progress lines.
+grep -E 'OMNeT\+\+|warning' "$log" || true
+echo "== C++ core tests (ctest in $build)"
+ctest --test-dir "$build" --output-on-failure --timeout 120 >"$build/last-ctest.log" 2>&1 && rc=0 || rc=$?
+grep -v -E '^ *Start +[0-9]+:|Test +#[0-9]+: .* Passed' "$build/last-ctest.log" || true
+exit "$rc"
