@@ -1,0 +1,287 @@
+//! Serde configuration of the learners: every hyper-parameter, with SPEC defaults.
+
+use malcolm_policies::reward::{self, RewardConfig, RewardKind};
+use serde::{Deserialize, Serialize};
+
+/// Hidden width of every MLP (Malcolm-Strict and original Malcolm use the same size, design
+/// 6.3.3). Small because the machine is 2 CPU cores and one step scores 16 x 64 candidates.
+pub const DEFAULT_HIDDEN: usize = 64;
+/// Number of cosine basis functions cos(pi*i*tau), i = 1..64 (SPEC section 7).
+pub const DEFAULT_COS_EMBED: usize = 64;
+/// Quantiles sampled for the online network in the loss (N, SPEC section 7).
+pub const DEFAULT_N_TAU: usize = 32;
+/// Quantiles sampled for the target network in the loss (N', SPEC section 7).
+pub const DEFAULT_N_TAU_TARGET: usize = 32;
+/// Quantiles used to estimate CVaR when acting (K, SPEC section 7).
+pub const DEFAULT_K_TAU: usize = 32;
+/// Adam learning rate (SPEC section 7).
+pub const DEFAULT_LR: f64 = 1e-4;
+/// Minibatch size (SPEC section 7).
+pub const DEFAULT_BATCH: usize = 256;
+/// Discount per decision of the same origin (SPEC section 7).
+pub const DEFAULT_DISCOUNT: f64 = 0.99;
+/// CVaR level alpha: the agent maximises the mean of the lowest 10% of returns.
+pub const DEFAULT_CVAR_ALPHA: f64 = 0.10;
+/// Huber threshold kappa of the quantile loss (SPEC section 7).
+pub const DEFAULT_KAPPA: f64 = 1.0;
+/// Replay capacity in transitions; one transition of a 64-node rack is about 3.5 KB, so the
+/// worst case is about 230 MB.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 65_536;
+/// Transitions in replay before the first update (enough for a few distinct minibatches).
+pub const DEFAULT_LEARN_START: usize = 2_048;
+/// One gradient update per this many new transitions (each transition is then replayed about
+/// batch / update_every = 64 times).
+pub const DEFAULT_UPDATE_EVERY: usize = 4;
+/// Hard copy of the online network into the target network every this many updates.
+pub const DEFAULT_TARGET_UPDATE_EVERY: u64 = 500;
+/// The acting weights are republished every this many updates (a copy of ~15k floats).
+pub const DEFAULT_PUBLISH_EVERY: u64 = 25;
+/// Exploration: epsilon starts here (random placements on a heterogeneous rack are costly, so
+/// not 1.0) ...
+pub const DEFAULT_EPS_START: f64 = 0.3;
+/// ... and ends here ...
+pub const DEFAULT_EPS_END: f64 = 0.01;
+/// ... after this many decisions over all sessions.
+pub const DEFAULT_EPS_DECAY_DECISIONS: u64 = 100_000;
+/// Rewards are multiplied by this before learning: the barrier spans [-1000, ~1.5] and with a
+/// 0.99 discount returns would reach 1e5, far beyond what Adam at 1e-4 can track.
+pub const DEFAULT_REWARD_SCALE: f64 = 0.001;
+/// Global gradient-norm clip (design 4.3 asks for gradient clipping).
+pub const DEFAULT_GRAD_CLIP: f64 = 10.0;
+/// Bounded channel from sessions to the learner, in messages (each carries a step's batch of
+/// transitions); a full channel drops transitions instead of blocking inference.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 1_024;
+/// Original Malcolm: critic parameters are averaged across node agents every K updates.
+pub const DEFAULT_CONSENSUS_EVERY: u64 = 10;
+/// Original Malcolm: entropy bonus of the actor (keeps the softmax from collapsing early).
+pub const DEFAULT_ENTROPY_COEF: f64 = 0.01;
+/// Original Malcolm: on-policy batch of transitions per actor-critic update.
+pub const DEFAULT_AC_BATCH: usize = 256;
+
+/// Serde mirror of [`RewardConfig`] (the policies crate stays serde-free).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardParams {
+    /// "barrier", "linear" or "step".
+    pub kind: RewardKindName,
+    pub r_goodput: f64,
+    pub lambda: f64,
+    pub eta: f64,
+    pub beta: f64,
+    pub gamma: f64,
+    pub r_min: f64,
+    pub linear_scale_per_us: f64,
+    pub step_hit: f64,
+    pub step_miss: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RewardKindName {
+    #[default]
+    Barrier,
+    Linear,
+    Step,
+}
+
+impl Default for RewardParams {
+    fn default() -> Self {
+        Self::from(RewardConfig::default())
+    }
+}
+
+impl From<RewardConfig> for RewardParams {
+    fn from(c: RewardConfig) -> Self {
+        Self {
+            kind: match c.kind {
+                RewardKind::Barrier => RewardKindName::Barrier,
+                RewardKind::Linear => RewardKindName::Linear,
+                RewardKind::Step => RewardKindName::Step,
+            },
+            r_goodput: c.r_goodput,
+            lambda: c.lambda,
+            eta: c.eta,
+            beta: c.beta,
+            gamma: c.gamma,
+            r_min: c.r_min,
+            linear_scale_per_us: c.linear_scale_per_us,
+            step_hit: c.step_hit,
+            step_miss: c.step_miss,
+        }
+    }
+}
+
+impl From<RewardParams> for RewardConfig {
+    fn from(p: RewardParams) -> Self {
+        Self {
+            kind: match p.kind {
+                RewardKindName::Barrier => RewardKind::Barrier,
+                RewardKindName::Linear => RewardKind::Linear,
+                RewardKindName::Step => RewardKind::Step,
+            },
+            r_goodput: p.r_goodput,
+            lambda: p.lambda,
+            eta: p.eta,
+            beta: p.beta,
+            gamma: p.gamma,
+            r_min: p.r_min,
+            linear_scale_per_us: p.linear_scale_per_us,
+            step_hit: p.step_hit,
+            step_miss: p.step_miss,
+        }
+    }
+}
+
+/// Malcolm-Strict (IQN + CVaR + barrier reward).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IqnConfig {
+    pub hidden: usize,
+    pub cos_embed: usize,
+    pub n_tau: usize,
+    pub n_tau_target: usize,
+    pub k_tau: usize,
+    pub lr: f64,
+    pub batch: usize,
+    pub discount: f64,
+    pub cvar_alpha: f64,
+    pub kappa: f64,
+    pub replay_capacity: usize,
+    pub learn_start: usize,
+    pub update_every: usize,
+    pub target_update_every: u64,
+    pub publish_every: u64,
+    pub eps_start: f64,
+    pub eps_end: f64,
+    pub eps_decay_decisions: u64,
+    pub reward_scale: f64,
+    pub grad_clip: f64,
+    pub channel_capacity: usize,
+    pub reward: RewardParams,
+    /// Seed of the learner's sampling (weights init, minibatches, taus).
+    pub seed: u64,
+}
+
+impl Default for IqnConfig {
+    fn default() -> Self {
+        Self {
+            hidden: DEFAULT_HIDDEN,
+            cos_embed: DEFAULT_COS_EMBED,
+            n_tau: DEFAULT_N_TAU,
+            n_tau_target: DEFAULT_N_TAU_TARGET,
+            k_tau: DEFAULT_K_TAU,
+            lr: DEFAULT_LR,
+            batch: DEFAULT_BATCH,
+            discount: DEFAULT_DISCOUNT,
+            cvar_alpha: DEFAULT_CVAR_ALPHA,
+            kappa: DEFAULT_KAPPA,
+            replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            learn_start: DEFAULT_LEARN_START,
+            update_every: DEFAULT_UPDATE_EVERY,
+            target_update_every: DEFAULT_TARGET_UPDATE_EVERY,
+            publish_every: DEFAULT_PUBLISH_EVERY,
+            eps_start: DEFAULT_EPS_START,
+            eps_end: DEFAULT_EPS_END,
+            eps_decay_decisions: DEFAULT_EPS_DECAY_DECISIONS,
+            reward_scale: DEFAULT_REWARD_SCALE,
+            grad_clip: DEFAULT_GRAD_CLIP,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            reward: RewardParams::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl IqnConfig {
+    /// Rejects values the learner cannot run with.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("hidden", self.hidden),
+            ("cos_embed", self.cos_embed),
+            ("n_tau", self.n_tau),
+            ("n_tau_target", self.n_tau_target),
+            ("k_tau", self.k_tau),
+            ("batch", self.batch),
+            ("replay_capacity", self.replay_capacity),
+            ("update_every", self.update_every),
+            ("channel_capacity", self.channel_capacity),
+        ];
+        for (name, v) in positive {
+            if v == 0 {
+                return Err(format!("{name} must be > 0"));
+            }
+        }
+        if !(self.cvar_alpha > 0.0 && self.cvar_alpha <= 1.0) {
+            return Err(format!("cvar_alpha {} not in (0, 1]", self.cvar_alpha));
+        }
+        if !(0.0..=1.0).contains(&self.discount) {
+            return Err(format!("discount {} not in [0, 1]", self.discount));
+        }
+        if !(self.lr > 0.0) || !(self.kappa > 0.0) || !(self.reward_scale > 0.0) {
+            return Err("lr, kappa and reward_scale must be > 0".into());
+        }
+        if self.target_update_every == 0 || self.publish_every == 0 {
+            return Err("target_update_every and publish_every must be > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// Original Malcolm (actor-critic on the load vector, critic consensus).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MalcolmConfig {
+    pub hidden: usize,
+    pub lr: f64,
+    pub discount: f64,
+    pub batch: usize,
+    pub consensus_every: u64,
+    pub entropy_coef: f64,
+    pub migration_cost: f64,
+    pub reward_scale: f64,
+    pub grad_clip: f64,
+    pub channel_capacity: usize,
+    pub seed: u64,
+}
+
+impl Default for MalcolmConfig {
+    fn default() -> Self {
+        Self {
+            hidden: DEFAULT_HIDDEN,
+            lr: DEFAULT_LR,
+            discount: DEFAULT_DISCOUNT,
+            batch: DEFAULT_AC_BATCH,
+            consensus_every: DEFAULT_CONSENSUS_EVERY,
+            entropy_coef: DEFAULT_ENTROPY_COEF,
+            migration_cost: reward::DEFAULT_MIGRATION_COST,
+            // Loads are tasks per core; a rack's variance is O(10..1000).
+            reward_scale: 0.01,
+            grad_clip: DEFAULT_GRAD_CLIP,
+            channel_capacity: DEFAULT_CHANNEL_CAPACITY,
+            seed: 0,
+        }
+    }
+}
+
+impl MalcolmConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.hidden == 0 || self.batch == 0 || self.channel_capacity == 0 {
+            return Err("hidden, batch and channel_capacity must be > 0".into());
+        }
+        if self.consensus_every == 0 {
+            return Err("consensus_every must be > 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.discount) || !(self.lr > 0.0) {
+            return Err("discount must be in [0, 1] and lr > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// The configuration `factory_by_name` accepts: one section per learner, both optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    pub iqn: IqnConfig,
+    pub malcolm: MalcolmConfig,
+}
