@@ -1,0 +1,775 @@
+//! One server of the rack (SPEC section 6) as a pure state machine: ingress ring, ready queue
+//! (EDF, FCFS or processor sharing), k cores of speed v. It knows nothing of events; every
+//! call takes `now` and reports what the simulator must do through [`Effect`]s.
+
+use crate::edf::{EdfQueue, Job};
+use malcolm_proto::bridge;
+use malcolm_proto::SlackHistogram;
+use serde::{Deserialize, Serialize};
+use std::collections::{BinaryHeap, VecDeque};
+
+/// Tasks moved from the ingress ring to the ready queue per poll (the design's drain batch).
+pub const DEFAULT_INGRESS_BATCH: usize = 16;
+/// Preempt only if the new head's deadline is this much earlier (design 3.3.3: no thrashing).
+pub const DEFAULT_PREEMPTION_THRESHOLD_NS: u64 = 5_000;
+/// Cost of switching a core to a preempting task (cache pollution plus the switch itself).
+pub const DEFAULT_CONTEXT_SWITCH_NS: u64 = 2_000;
+
+/// Which queue a node runs, and whether it sheds late work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DisciplineKind {
+    Edf,
+    Fcfs,
+    ProcessorSharing,
+}
+
+/// Intra-node discipline plus its admission and pruning switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discipline {
+    pub kind: DisciplineKind,
+    /// Drop a task at admission when `deadline < now + service` (it cannot make it).
+    pub early_drop: bool,
+    /// Drop a task that reaches the head of the queue after its deadline.
+    pub prune_late: bool,
+    /// Cooperative preemption (EDF only).
+    pub preempt: bool,
+}
+
+impl Discipline {
+    /// Malcolm-Strict's EDF: early drop, lazy pruning, cooperative preemption.
+    pub fn edf() -> Self {
+        Self {
+            kind: DisciplineKind::Edf,
+            early_drop: true,
+            prune_late: true,
+            preempt: true,
+        }
+    }
+
+    /// The classic system: first come, first served, nothing is ever dropped.
+    pub fn fcfs() -> Self {
+        Self {
+            kind: DisciplineKind::Fcfs,
+            early_drop: false,
+            prune_late: false,
+            preempt: false,
+        }
+    }
+
+    /// Egalitarian processor sharing over the k cores, nothing dropped.
+    pub fn processor_sharing() -> Self {
+        Self {
+            kind: DisciplineKind::ProcessorSharing,
+            early_drop: false,
+            prune_late: false,
+            preempt: false,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "edf" => Some(Self::edf()),
+            "fcfs" => Some(Self::fcfs()),
+            "ps" | "processor-sharing" => Some(Self::processor_sharing()),
+            _ => None,
+        }
+    }
+
+    pub fn to_proto(self) -> bridge::Discipline {
+        match self.kind {
+            DisciplineKind::Edf => bridge::Discipline::Edf,
+            DisciplineKind::Fcfs => bridge::Discipline::Fcfs,
+            DisciplineKind::ProcessorSharing => bridge::Discipline::ProcessorSharing,
+        }
+    }
+}
+
+/// Static description of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub kind: String,
+    pub cores: u32,
+    /// Relative core speed; service time on this node is `service / speed`.
+    pub speed: f64,
+    pub discipline: Discipline,
+}
+
+impl NodeSpec {
+    /// Speed 1.0 x 4 cores (SPEC section 9).
+    pub fn fast(discipline: Discipline) -> Self {
+        Self {
+            kind: "fast".into(),
+            cores: 4,
+            speed: 1.0,
+            discipline,
+        }
+    }
+
+    /// Speed 0.2 x 16 cores (SPEC section 9).
+    pub fn slow(discipline: Discipline) -> Self {
+        Self {
+            kind: "slow".into(),
+            cores: 16,
+            speed: 0.2,
+            discipline,
+        }
+    }
+
+    /// One core of speed 1 (queueing-theory checks).
+    pub fn single(discipline: Discipline) -> Self {
+        Self {
+            kind: "single".into(),
+            cores: 1,
+            speed: 1.0,
+            discipline,
+        }
+    }
+
+    /// Capacity in reference cores.
+    pub fn capacity(&self) -> f64 {
+        self.cores as f64 * self.speed
+    }
+
+    /// Wall time on this node of `service_ns` of reference work (at least 1 ns).
+    pub fn wall_ns(&self, service_ns: u64) -> u64 {
+        if self.speed == 1.0 {
+            return service_ns.max(1);
+        }
+        ((service_ns as f64 / self.speed).round() as u64).max(1)
+    }
+}
+
+/// Timing constants shared by the nodes of a rack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTiming {
+    pub ingress_batch: usize,
+    pub preemption_threshold_ns: u64,
+    pub context_switch_ns: u64,
+}
+
+impl Default for NodeTiming {
+    fn default() -> Self {
+        Self {
+            ingress_batch: DEFAULT_INGRESS_BATCH,
+            preemption_threshold_ns: DEFAULT_PREEMPTION_THRESHOLD_NS,
+            context_switch_ns: DEFAULT_CONTEXT_SWITCH_NS,
+        }
+    }
+}
+
+/// What the simulator must do after a node call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Call [`Node::core_done`] with this core and generation at `at`.
+    CoreTimer { core: u32, gen: u32, at: u64 },
+    /// Call [`Node::ps_done`] with this generation at `at`.
+    PsTimer { gen: u32, at: u64 },
+    /// The job ran to completion now.
+    Completed { handle: u32 },
+    /// The job was dropped now (admission or pruning).
+    Dropped { handle: u32 },
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Core {
+    job: Option<Job>,
+    /// When the job's work starts (after any context switch).
+    work_start: u64,
+    end: u64,
+    gen: u32,
+}
+
+/// Processor sharing: every job progresses at `min(1, k/n)`; a virtual clock `v` counts the
+/// work each job has received, so a job finishes when `v` reaches its admission value plus
+/// its work (no per-job updates when n changes).
+#[derive(Debug, Default, Clone)]
+struct Ps {
+    v: f64,
+    last: u64,
+    jobs: BinaryHeap<PsEntry>,
+    seq: u64,
+    gen: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PsEntry {
+    finish_v: f64,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for PsEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for PsEntry {}
+impl PartialOrd for PsEntry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PsEntry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other
+            .finish_v
+            .total_cmp(&self.finish_v)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+/// Slack of a job whose work ends at `finish` (saturating: "no deadline" is u64::MAX).
+fn slack_ns(deadline: u64, finish: u64) -> i64 {
+    let d = deadline.min(i64::MAX as u64) as i64;
+    d.saturating_sub(finish.min(i64::MAX as u64) as i64)
+}
+
+/// Floor division to microseconds, so any negative slack lands in bucket 0.
+fn ns_to_us_floor(ns: i64) -> i64 {
+    ns.div_euclid(1000)
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub spec: NodeSpec,
+    timing: NodeTiming,
+    ingress: VecDeque<Job>,
+    edf: EdfQueue,
+    fifo: VecDeque<Job>,
+    ps: Ps,
+    cores: Vec<Core>,
+    busy: u32,
+    busy_ns: u128,
+    busy_since: u64,
+}
+
+impl Node {
+    pub fn new(spec: NodeSpec, timing: NodeTiming) -> Self {
+        let cores = vec![Core::default(); spec.cores.max(1) as usize];
+        Self {
+            spec,
+            timing,
+            ingress: VecDeque::new(),
+            edf: EdfQueue::new(),
+            fifo: VecDeque::new(),
+            ps: Ps::default(),
+            cores,
+            busy: 0,
+            busy_ns: 0,
+            busy_since: 0,
+        }
+    }
+
+    /// Tasks queued (ingress and ready) plus running.
+    pub fn tasks_in_system(&self) -> usize {
+        match self.spec.discipline.kind {
+            DisciplineKind::ProcessorSharing => self.ingress.len() + self.ps.jobs.len(),
+            _ => self.ingress.len() + self.edf.len() + self.fifo.len() + self.busy as usize,
+        }
+    }
+
+    /// Cores doing work (for PS, `min(n, k)`).
+    pub fn busy_cores(&self) -> u32 {
+        self.busy
+    }
+
+    /// Core-nanoseconds of busy time since the start, up to `now`.
+    pub fn busy_core_ns(&self, now: u64) -> u128 {
+        self.busy_ns + self.busy as u128 * now.saturating_sub(self.busy_since) as u128
+    }
+
+    fn set_busy(&mut self, now: u64, busy: u32) {
+        self.busy_ns = self.busy_core_ns(now);
+        self.busy_since = now;
+        self.busy = busy;
+    }
+
+    pub fn has_ingress(&self) -> bool {
+        !self.ingress.is_empty()
+    }
+
+    /// A job lands in the ingress ring; the simulator must then poll [`Node::drain`].
+    pub fn enqueue(&mut self, job: Job) {
+        self.ingress.push_back(job);
+    }
+
+    /// One dispatcher poll: admits up to `ingress_batch` jobs, then dispatches. Returns true
+    /// when the ingress ring still holds jobs (poll again).
+    pub fn drain(&mut self, now: u64, out: &mut Vec<Effect>) -> bool {
+        let batch = self.timing.ingress_batch.max(1);
+        if self.spec.discipline.kind == DisciplineKind::ProcessorSharing {
+            self.ps_advance(now);
+        }
+        for _ in 0..batch {
+            let Some(job) = self.ingress.pop_front() else {
+                break;
+            };
+            if self.spec.discipline.early_drop && slack_ns(job.deadline, now + job.work_ns) < 0 {
+                out.push(Effect::Dropped { handle: job.handle });
+                continue;
+            }
+            match self.spec.discipline.kind {
+                DisciplineKind::Edf => self.edf.push(job),
+                DisciplineKind::Fcfs => self.fifo.push_back(job),
+                DisciplineKind::ProcessorSharing => {
+                    self.ps.seq += 1;
+                    self.ps.jobs.push(PsEntry {
+                        finish_v: self.ps.v + job.work_ns as f64,
+                        seq: self.ps.seq,
+                        job,
+                    });
+                }
+            }
+        }
+        self.dispatch(now, out);
+        !self.ingress.is_empty()
+    }
+
+    /// A core timer fired. Stale timers (the job was preempted since) are ignored.
+    pub fn core_done(&mut self, now: u64, core: u32, gen: u32, out: &mut Vec<Effect>) {
+        let c = &mut self.cores[core as usize];
+        if c.gen != gen {
+            return;
+        }
+        let Some(job) = c.job.take() else {
+            return;
+        };
+        out.push(Effect::Completed { handle: job.handle });
+        let busy = self.busy - 1;
+        self.set_busy(now, busy);
+        self.dispatch(now, out);
+    }
+
+    /// The processor-sharing timer fired.
+    pub fn ps_done(&mut self, now: u64, gen: u32, out: &mut Vec<Effect>) {
+        if gen != self.ps.gen {
+            return;
+        }
+        self.ps_advance(now);
+        // Tolerance for float rounding of the virtual clock (far below a nanosecond of work).
+        while let Some(top) = self.ps.jobs.peek() {
+            if top.finish_v > self.ps.v + 1e-3 {
+                break;
+            }
+            let e = self.ps.jobs.pop().expect("peeked");
+            out.push(Effect::Completed {
+                handle: e.job.handle,
+            });
+        }
+        self.dispatch(now, out);
+    }
+
+    fn ps_rate(&self) -> f64 {
+        let n = self.ps.jobs.len() as f64;
+        let k = self.cores.len() as f64;
+        if n <= k {
+            1.0
+        } else {
+            k / n
+        }
+    }
+
+    fn ps_advance(&mut self, now: u64) {
+        let dt = now.saturating_sub(self.ps.last) as f64;
+        if dt > 0.0 && !self.ps.jobs.is_empty() {
+            self.ps.v += dt * self.ps_rate();
+        }
+        self.ps.last = now;
+    }
+
+    fn start(&mut self, now: u64, core: usize, job: Job, switch_ns: u64, out: &mut Vec<Effect>) {
+        let c = &mut self.cores[core];
+        c.gen = c.gen.wrapping_add(1);
+        c.work_start = now + switch_ns;
+        c.end = c.work_start + job.work_ns;
+        c.job = Some(job);
+        out.push(Effect::CoreTimer {
+            core: core as u32,
+            gen: c.gen,
+            at: c.end,
+        });
+    }
+
+    fn dispatch(&mut self, now: u64, out: &mut Vec<Effect>) {
+        match self.spec.discipline.kind {
+            DisciplineKind::Edf => self.dispatch_edf(now, out),
+            DisciplineKind::Fcfs => self.dispatch_fcfs(now, out),
+            DisciplineKind::ProcessorSharing => self.dispatch_ps(now, out),
+        }
+    }
+
+    fn dispatch_fcfs(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let mut busy = self.busy;
+        for core in 0..self.cores.len() {
+            if self.cores[core].job.is_some() {
+                continue;
+            }
+            loop {
+                let Some(job) = self.fifo.pop_front() else {
+                    break;
+                };
+                if self.spec.discipline.prune_late && job.deadline < now {
+                    out.push(Effect::Dropped { handle: job.handle });
+                    continue;
+                }
+                self.start(now, core, job, 0, out);
+                busy += 1;
+                break;
+            }
+        }
+        if busy != self.busy {
+            self.set_busy(now, busy);
+        }
+    }
+
+    /// Pops the next EDF job, pruning late ones at the head.
+    fn pop_edf(&mut self, now: u64, out: &mut Vec<Effect>) -> Option<Job> {
+        while let Some(job) = self.edf.peek().copied() {
+            if self.spec.discipline.prune_late && job.deadline < now {
+                self.edf.pop();
+                out.push(Effect::Dropped { handle: job.handle });
+                continue;
+            }
+            return self.edf.pop();
+        }
+        None
+    }
+
+    fn dispatch_edf(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let mut busy = self.busy;
+        for core in 0..self.cores.len() {
+            if self.cores[core].job.is_some() {
+                continue;
+            }
+            let Some(job) = self.pop_edf(now, out) else {
+                break;
+            };
+            self.start(now, core, job, 0, out);
+            busy += 1;
+        }
+        if busy != self.busy {
+            self.set_busy(now, busy);
+        }
+        if !self.spec.discipline.preempt || (busy as usize) < self.cores.len() {
+            return;
+        }
+        // Cooperative preemption: the running job with the latest deadline yields only to a
+        // head that is more urgent by more than the threshold.
+        loop {
+            let Some(head) = self.edf.peek().copied() else {
+                return;
+            };
+            if self.spec.discipline.prune_late && head.deadline < now {
+                self.edf.pop();
+                out.push(Effect::Dropped {
+                    handle: head.handle,
+                });
+                continue;
+            }
+            let (victim, victim_deadline) = self
+                .cores
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.job.map(|j| (i, j.deadline)))
+                .max_by_key(|&(i, d)| (d, std::cmp::Reverse(i)))
+                .expect("all cores busy");
+            if head
+                .deadline
+                .saturating_add(self.timing.preemption_threshold_ns)
+                >= victim_deadline
+            {
+                return;
+            }
+            let c = self.cores[victim];
+            let mut yielded = c.job.expect("busy core");
+            let done = now.saturating_sub(c.work_start);
+            yielded.work_ns = yielded.work_ns.saturating_sub(done).max(1);
+            self.edf.pop();
+            self.edf.push(yielded);
+            self.start(now, victim, head, self.timing.context_switch_ns, out);
+        }
+    }
+
+    fn dispatch_ps(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let n = self.ps.jobs.len();
+        let busy = n.min(self.cores.len()) as u32;
+        if busy != self.busy {
+            self.set_busy(now, busy);
+        }
+        self.ps.gen = self.ps.gen.wrapping_add(1);
+        if let Some(top) = self.ps.jobs.peek() {
+            let left = (top.finish_v - self.ps.v).max(0.0) / self.ps_rate();
+            out.push(Effect::PsTimer {
+                gen: self.ps.gen,
+                at: now + left.ceil() as u64,
+            });
+        }
+    }
+
+    /// Fresh Slack Time Histogram over queued and running jobs at `now`: slack is the
+    /// deadline minus the time the job would end if it started (or went on) right now.
+    pub fn sth(&self, now: u64) -> SlackHistogram {
+        let mut h = SlackHistogram::new();
+        let mut load_ns: u64 = 0;
+        let mut add = |deadline: u64, finish: u64, remaining: u64| {
+            h.add(ns_to_us_floor(slack_ns(deadline, finish)), 0);
+            load_ns += remaining;
+        };
+        for j in self
+            .ingress
+            .iter()
+            .chain(self.edf.iter())
+            .chain(self.fifo.iter())
+        {
+            add(j.deadline, now + j.work_ns, j.work_ns);
+        }
+        for c in &self.cores {
+            if let Some(j) = c.job {
+                let remaining = c.end.saturating_sub(now);
+                add(j.deadline, c.end.max(now), remaining);
+            }
+        }
+        if !self.ps.jobs.is_empty() {
+            for e in self.ps.jobs.iter() {
+                let remaining = (e.finish_v - self.ps.v).max(0.0) as u64;
+                add(e.job.deadline, now + remaining, remaining);
+            }
+        }
+        h.sum_load_us = load_ns / 1000;
+        h
+    }
+
+    /// Forgets every job (new episode); busy-time accounting restarts at `now`.
+    pub fn reset(&mut self, now: u64) {
+        self.ingress.clear();
+        self.edf.clear();
+        self.fifo.clear();
+        self.ps = Ps {
+            last: now,
+            ..Ps::default()
+        };
+        for c in &mut self.cores {
+            c.job = None;
+            c.gen = c.gen.wrapping_add(1);
+        }
+        self.busy = 0;
+        self.busy_ns = 0;
+        self.busy_since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(handle: u32, deadline: u64, work_ns: u64) -> Job {
+        Job {
+            handle,
+            deadline,
+            work_ns,
+        }
+    }
+
+    fn node(cores: u32, discipline: Discipline) -> Node {
+        Node::new(
+            NodeSpec {
+                kind: "t".into(),
+                cores,
+                speed: 1.0,
+                discipline,
+            },
+            NodeTiming::default(),
+        )
+    }
+
+    /// Runs a node to quiescence, firing timers in time order; returns (handle, time, done).
+    fn run(n: &mut Node, mut now: u64, mut out: Vec<Effect>) -> Vec<(u32, u64, bool)> {
+        let mut log = Vec::new();
+        let mut timers: Vec<Effect> = Vec::new();
+        loop {
+            for e in out.drain(..) {
+                match e {
+                    Effect::Completed { handle } => log.push((handle, now, true)),
+                    Effect::Dropped { handle } => log.push((handle, now, false)),
+                    t => timers.push(t),
+                }
+            }
+            let at = |e: &Effect| match *e {
+                Effect::CoreTimer { at, .. } | Effect::PsTimer { at, .. } => at,
+                _ => unreachable!(),
+            };
+            timers.sort_by_key(|e| std::cmp::Reverse(at(e)));
+            let Some(t) = timers.pop() else {
+                return log;
+            };
+            now = at(&t);
+            match t {
+                Effect::CoreTimer { core, gen, .. } => n.core_done(now, core, gen, &mut out),
+                Effect::PsTimer { gen, .. } => n.ps_done(now, gen, &mut out),
+                _ => unreachable!(),
+            }
+        }
+    }
+
+    #[test]
+    fn early_drop_at_admission() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        n.enqueue(job(0, 100, 200));
+        n.enqueue(job(1, 300, 200));
+        n.drain(0, &mut out);
+        assert_eq!(out[0], Effect::Dropped { handle: 0 });
+        assert_eq!(n.tasks_in_system(), 1);
+        // FCFS keeps everything.
+        let mut f = node(1, Discipline::fcfs());
+        let mut out = Vec::new();
+        f.enqueue(job(0, 100, 200));
+        f.drain(0, &mut out);
+        assert!(out.iter().all(|e| !matches!(e, Effect::Dropped { .. })));
+    }
+
+    #[test]
+    fn edf_runs_earliest_deadline_first_fcfs_in_order() {
+        for (disc, expect) in [
+            (Discipline::edf(), vec![1, 2, 0]),
+            (Discipline::fcfs(), vec![0, 1, 2]),
+        ] {
+            let mut n = node(1, disc);
+            let mut out = Vec::new();
+            n.enqueue(job(0, 1_000_000, 1000));
+            n.enqueue(job(1, 10_000, 1000));
+            n.enqueue(job(2, 20_000, 1000));
+            n.drain(0, &mut out);
+            let order: Vec<u32> = run(&mut n, 0, out).into_iter().map(|x| x.0).collect();
+            assert_eq!(order, expect, "{disc:?}");
+        }
+    }
+
+    #[test]
+    fn batch_drain_admits_sixteen_per_poll() {
+        let mut n = node(1, Discipline::edf());
+        for h in 0..20 {
+            n.enqueue(job(h, 1_000_000 - h as u64, 10));
+        }
+        let mut out = Vec::new();
+        assert!(n.drain(0, &mut out), "four left in the ring");
+        assert_eq!(n.ingress.len(), 4);
+        // The first poll saw only 0..16: the earliest of them (15) runs first.
+        assert!(matches!(out[0], Effect::CoreTimer { .. }));
+        assert_eq!(n.cores[0].job.unwrap().handle, 15);
+        assert!(!n.drain(0, &mut out));
+    }
+
+    #[test]
+    fn preemption_respects_the_threshold_and_pays_the_switch() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        n.enqueue(job(0, 100_000, 50_000));
+        n.drain(0, &mut out);
+        // 4 us earlier than the running deadline: below the 5 us threshold, no preemption.
+        n.enqueue(job(1, 96_000, 1_000));
+        n.drain(10_000, &mut out);
+        assert_eq!(n.cores[0].job.unwrap().handle, 0);
+        // 6 us earlier: preempts; starts after the 2 us switch, the victim keeps 40 us of work.
+        n.enqueue(job(2, 94_000, 1_000));
+        n.drain(10_000, &mut out);
+        assert_eq!(n.cores[0].job.unwrap().handle, 2);
+        assert_eq!(n.cores[0].end, 10_000 + 2_000 + 1_000);
+        let log = run(&mut n, 10_000, out);
+        assert_eq!(log[0], (2, 13_000, true));
+        // Then job 1 (deadline 96 us), then the victim with its 40 us left.
+        assert_eq!(log[1], (1, 14_000, true));
+        assert_eq!(log[2], (0, 54_000, true));
+    }
+
+    #[test]
+    fn lazy_pruning_drops_heads_past_their_deadline_only() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        n.enqueue(job(0, 100_000, 99_000));
+        n.drain(0, &mut out);
+        // Deadline 96 us: not 5 us earlier than 100 us, so no preemption; admitted (slack
+        // 94 us) but still queued at 99 us, past its deadline: pruned at the head.
+        n.enqueue(job(1, 96_000, 1_000));
+        // Deadline 101 us: reaches the head at 99 us, before its deadline, runs and misses.
+        n.enqueue(job(2, 101_000, 5_000));
+        n.drain(1_000, &mut out);
+        assert_eq!(n.cores[0].job.unwrap().handle, 0);
+        let log = run(&mut n, 1_000, out);
+        assert_eq!(
+            log,
+            vec![(0, 99_000, true), (1, 99_000, false), (2, 104_000, true)]
+        );
+        // Without pruning the late job runs.
+        let mut keep = node(
+            1,
+            Discipline {
+                prune_late: false,
+                ..Discipline::edf()
+            },
+        );
+        let mut out = Vec::new();
+        keep.enqueue(job(0, 100_000, 99_000));
+        keep.drain(0, &mut out);
+        keep.enqueue(job(1, 96_000, 1_000));
+        keep.drain(1_000, &mut out);
+        assert_eq!(
+            run(&mut keep, 1_000, out),
+            vec![(0, 99_000, true), (1, 100_000, true)]
+        );
+    }
+
+    #[test]
+    fn processor_sharing_splits_the_cores() {
+        let mut n = node(1, Discipline::processor_sharing());
+        let mut out = Vec::new();
+        n.enqueue(job(0, u64::MAX, 1_000));
+        n.enqueue(job(1, u64::MAX, 3_000));
+        n.drain(0, &mut out);
+        let log = run(&mut n, 0, out);
+        // Both at half speed until job 0 is done at 2 us, then job 1 alone: 2 us more.
+        assert_eq!(log, vec![(0, 2_000, true), (1, 4_000, true)]);
+        let mut two = node(2, Discipline::processor_sharing());
+        let mut out = Vec::new();
+        for h in 0..2 {
+            two.enqueue(job(h, u64::MAX, 1_000));
+        }
+        two.drain(0, &mut out);
+        assert_eq!(
+            run(&mut two, 0, out),
+            vec![(0, 1_000, true), (1, 1_000, true)]
+        );
+    }
+
+    #[test]
+    fn sth_counts_queued_and_running_with_fresh_slack() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        n.enqueue(job(0, 30_000, 10_000)); // runs 0..10 us: slack 20 us -> bucket 11
+        n.enqueue(job(1, 40_000, 5_000)); // queued: slack at t=2us = 40-2-5 = 33 -> bucket 11
+        n.drain(0, &mut out);
+        let h = n.sth(2_000);
+        assert_eq!(h.total_tasks, 2);
+        assert_eq!(h.buckets[11], 2);
+        assert_eq!(h.sum_load_us, 8 + 5);
+        assert_eq!(h.min_slack_us, 20);
+        // A late queued job falls into bucket 0 even by less than a microsecond.
+        let mut q = node(
+            1,
+            Discipline {
+                preempt: false,
+                ..Discipline::edf()
+            },
+        );
+        q.enqueue(job(0, 100_000, 50_000));
+        q.drain(0, &mut out);
+        q.enqueue(job(1, 52_500, 5_000));
+        q.drain(0, &mut out);
+        let h = q.sth(48_000);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[12], 1, "running job: slack 50 us");
+        assert_eq!(h.min_slack_us, -1);
+        assert_eq!(n.busy_core_ns(5_000), 5_000);
+    }
+}
