@@ -165,7 +165,7 @@ impl Metrics {
     }
 
     /// Closes the running episode's arrival window and adds the nodes' busy time.
-    pub fn end_episode(&mut self, report: EpisodeReport, busy_ns: &[u128], cores: &[u32]) {
+    pub fn end_episode(&mut self, report: EpisodeReport, busy_ns: &[u64], cores: &[u32]) {
         if let Some(first) = self.window_first.take() {
             self.window_ns += self.window_last - first;
         }
@@ -175,7 +175,7 @@ impl Metrics {
             .zip(busy_ns.iter().zip(cores.iter()))
         {
             // Normalise per core here so the report divides by time only.
-            *acc += *b / (*k as u128).max(1);
+            *acc += *b as u128 / (*k as u128).max(1);
         }
         self.node_time_ns += report.sim_time_ns as u128;
         self.episodes.push(report);

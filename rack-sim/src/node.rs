@@ -240,8 +240,10 @@ pub struct Node {
     ps: Ps,
     cores: Vec<Core>,
     busy: u32,
-    busy_ns: u128,
+    busy_ns: u64,
     busy_since: u64,
+    /// Bumped by every change of the job set, so observers can cache what they derive.
+    version: u64,
 }
 
 impl Node {
@@ -258,7 +260,22 @@ impl Node {
             busy: 0,
             busy_ns: 0,
             busy_since: 0,
+            version: 0,
         }
+    }
+
+    /// Changes whenever the node's jobs change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// True when every job present is running: the slack of a running job does not change
+    /// with time, so the node's STH stays valid until [`Node::version`] changes.
+    pub fn all_running(&self) -> bool {
+        self.ingress.is_empty()
+            && self.edf.is_empty()
+            && self.fifo.is_empty()
+            && self.ps.jobs.is_empty()
     }
 
     /// Tasks queued (ingress and ready) plus running.
@@ -275,8 +292,8 @@ impl Node {
     }
 
     /// Core-nanoseconds of busy time since the start, up to `now`.
-    pub fn busy_core_ns(&self, now: u64) -> u128 {
-        self.busy_ns + self.busy as u128 * now.saturating_sub(self.busy_since) as u128
+    pub fn busy_core_ns(&self, now: u64) -> u64 {
+        self.busy_ns + self.busy as u64 * now.saturating_sub(self.busy_since)
     }
 
     fn set_busy(&mut self, now: u64, busy: u32) {
@@ -291,12 +308,14 @@ impl Node {
 
     /// A job lands in the ingress ring; the simulator must then poll [`Node::drain`].
     pub fn enqueue(&mut self, job: Job) {
+        self.version += 1;
         self.ingress.push_back(job);
     }
 
     /// One dispatcher poll: admits up to `ingress_batch` jobs, then dispatches. Returns true
     /// when the ingress ring still holds jobs (poll again).
     pub fn drain(&mut self, now: u64, out: &mut Vec<Effect>) -> bool {
+        self.version += 1;
         let batch = self.timing.ingress_batch.max(1);
         if self.spec.discipline.kind == DisciplineKind::ProcessorSharing {
             self.ps_advance(now);
@@ -335,6 +354,7 @@ impl Node {
         let Some(job) = c.job.take() else {
             return;
         };
+        self.version += 1;
         out.push(Effect::Completed { handle: job.handle });
         let busy = self.busy - 1;
         self.set_busy(now, busy);
@@ -346,6 +366,7 @@ impl Node {
         if gen != self.ps.gen {
             return;
         }
+        self.version += 1;
         self.ps_advance(now);
         // Tolerance for float rounding of the virtual clock (far below a nanosecond of work).
         while let Some(top) = self.ps.jobs.peek() {
@@ -507,6 +528,30 @@ impl Node {
         }
     }
 
+    /// Remaining work of all jobs at `now`, wall ns (the STH's `sum_load`, unrounded).
+    pub fn remaining_work_ns(&self, now: u64) -> u64 {
+        let queued: u64 = self
+            .ingress
+            .iter()
+            .chain(self.edf.iter())
+            .chain(self.fifo.iter())
+            .map(|j| j.work_ns)
+            .sum();
+        let running: u64 = self
+            .cores
+            .iter()
+            .filter(|c| c.job.is_some())
+            .map(|c| c.end.saturating_sub(now))
+            .sum();
+        let ps: f64 = self
+            .ps
+            .jobs
+            .iter()
+            .map(|e| (e.finish_v - self.ps.v).max(0.0))
+            .sum();
+        queued + running + ps as u64
+    }
+
     /// Fresh Slack Time Histogram over queued and running jobs at `now`: slack is the
     /// deadline minus the time the job would end if it started (or went on) right now.
     pub fn sth(&self, now: u64) -> SlackHistogram {
@@ -556,6 +601,7 @@ impl Node {
         self.busy = 0;
         self.busy_ns = 0;
         self.busy_since = now;
+        self.version += 1;
     }
 }
 

@@ -51,12 +51,21 @@ enum Ev {
     HbSend {
         node: u32,
     },
+    /// The oldest heartbeat in flight from `sender` lands (same delay for all: FIFO).
     HbLand {
         sender: u32,
-        sent_at: u64,
-        payload: [u8; HEARTBEAT_LEN],
     },
     TimeLimit,
+}
+
+/// A node's derived state as of a job-set version, reused while still valid.
+#[derive(Debug, Clone)]
+struct NodeView {
+    version: u64,
+    time: u64,
+    all_running: bool,
+    sth: malcolm_proto::SlackHistogram,
+    hb: Heartbeat,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -159,7 +168,10 @@ pub struct RackSim {
     /// Global State Tables: receiver-major, `gst[r * n + s]` is what r last heard from s.
     gst: Vec<[u8; HEARTBEAT_LEN]>,
     gst_sent: Vec<u64>,
-    util_busy: Vec<u128>,
+    /// Heartbeats on the wire per sender: (sent_at, payload).
+    hb_in_flight: Vec<std::collections::VecDeque<(u64, [u8; HEARTBEAT_LEN])>>,
+    views: Vec<Option<NodeView>>,
+    util_busy: Vec<u64>,
     util_time: u64,
     is_origin: Vec<bool>,
     arrivals: u64,
@@ -211,6 +223,8 @@ impl RackSim {
             policy_version: vec![0; n],
             gst: vec![[0; HEARTBEAT_LEN]; n * n],
             gst_sent: vec![u64::MAX; n * n],
+            hb_in_flight: vec![Default::default(); n],
+            views: vec![None; n],
             util_busy: vec![0; n],
             util_time: 0,
             is_origin: vec![false; n],
@@ -317,6 +331,10 @@ impl RackSim {
         self.uplink_free.fill(0);
         self.gst.fill([0; HEARTBEAT_LEN]);
         self.gst_sent.fill(u64::MAX);
+        for q in &mut self.hb_in_flight {
+            q.clear();
+        }
+        self.views.fill(None);
         self.util_busy.fill(0);
         self.util_time = 0;
         self.last_step_time = 0;
@@ -422,14 +440,12 @@ impl RackSim {
     }
 
     fn end_episode(&mut self, reason: EndReason) -> SimEvent {
-        let busy: Vec<u128> = self
+        let busy: Vec<u64> = self
             .nodes
             .iter()
             .map(|n| n.busy_core_ns(self.now))
             .collect();
         let cores: Vec<u32> = self.nodes.iter().map(|n| n.spec.cores).collect();
-        let measured = self.metrics.episodes.len();
-        let _ = measured;
         self.metrics.end_episode(
             EpisodeReport {
                 episode: self.episode,
@@ -517,12 +533,11 @@ impl RackSim {
                 self.effects = fx;
             }
             Ev::HbSend { node } => self.send_heartbeat(node),
-            Ev::HbLand {
-                sender,
-                sent_at,
-                payload,
-            } => {
+            Ev::HbLand { sender } => {
                 let (n, s) = (self.n, sender as usize);
+                let (sent_at, payload) = self.hb_in_flight[s]
+                    .pop_front()
+                    .expect("one entry per HbLand event");
                 for r in (0..n).filter(|&r| r != s) {
                     if self.gst_sent[r * n + s] == u64::MAX || self.gst_sent[r * n + s] < sent_at {
                         self.gst[r * n + s] = payload;
@@ -692,14 +707,11 @@ impl RackSim {
         // A node's own entry is a local write, fresh at once.
         self.gst[i * self.n + i] = payload;
         self.gst_sent[i * self.n + i] = self.now;
+        self.hb_in_flight[i].push_back((self.now, payload));
         self.queue.push(
             self.now + self.scenario.network.one_way_ns,
             PRIO_NORMAL,
-            Ev::HbLand {
-                sender: node,
-                sent_at: self.now,
-                payload,
-            },
+            Ev::HbLand { sender: node },
         );
         self.queue.push(
             self.now + self.scenario.heartbeat_interval_ns,
@@ -737,7 +749,31 @@ impl RackSim {
         let dt = now.saturating_sub(self.last_step_time);
         for i in 0..n {
             let node = &self.nodes[i];
-            let sth = node.sth(now);
+            let fresh = self.views[i].as_ref().is_some_and(|v| {
+                v.version == node.version()
+                    && v.hb.reserved == self.policy_version[i]
+                    && (v.all_running || v.time == now)
+            });
+            if !fresh {
+                let sth = node.sth(now);
+                // rho of a node: tasks in system per core (1.0 = one task on every core).
+                let rho = node.tasks_in_system() as f64 / node.spec.cores as f64;
+                let hb = Heartbeat::from_sth(
+                    i as u8,
+                    &sth,
+                    rho,
+                    node.busy_cores() > 0,
+                    self.policy_version[i],
+                );
+                self.views[i] = Some(NodeView {
+                    version: node.version(),
+                    time: now,
+                    all_running: node.all_running(),
+                    sth,
+                    hb,
+                });
+            }
+            let NodeView { sth, hb, .. } = self.views[i].as_ref().expect("just filled");
             let ns = &mut step.nodes[i];
             ns.node_id = i as u32;
             let s = ns.sth.get_or_insert_with(Default::default);
@@ -745,15 +781,12 @@ impl RackSim {
             s.buckets.extend_from_slice(&sth.buckets);
             s.total_tasks = sth.total_tasks;
             s.min_slack_us = sth.min_slack_or_zero();
-            s.sum_load_us = sth.sum_load_us;
-            let rho = node.tasks_in_system() as f64 / node.spec.cores as f64;
-            let hb = Heartbeat::from_sth(
-                i as u8,
-                &sth,
-                rho,
-                node.busy_cores() > 0,
-                self.policy_version[i],
-            );
+            // Running work shrinks with time even when the buckets do not move.
+            s.sum_load_us = if fresh {
+                node.remaining_work_ns(now) / 1000
+            } else {
+                sth.sum_load_us
+            };
             let f = ns.heartbeat.get_or_insert_with(HeartbeatFields::default);
             f.node_id = hb.node_id as u32;
             f.flags = hb.flags as u32;

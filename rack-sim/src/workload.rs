@@ -148,7 +148,7 @@ impl ServiceLaw {
             }
             ServiceLaw::Deterministic { ns } => ns as f64,
         };
-        (x.round() as u64).max(1)
+        ((x + 0.5) as u64).max(1)
     }
 
     /// Short label for Hello parameters and logs.
@@ -293,6 +293,7 @@ pub(crate) struct PoissonGen {
     rng: ChaCha8Rng,
     /// Next arrival time as a float, so rounding to ns does not bias the rate.
     next_f: f64,
+    next_ns: u64,
 }
 
 impl PoissonGen {
@@ -307,6 +308,7 @@ impl PoissonGen {
             nodes,
             rng,
             next_f: 0.0,
+            next_ns: 0,
         };
         g.advance();
         g
@@ -315,10 +317,12 @@ impl PoissonGen {
     fn advance(&mut self) {
         let e: f64 = Exp1.sample(&mut self.rng);
         self.next_f += e / self.rate_per_ns;
+        // Positive values: adding one half and truncating rounds without a libm call.
+        self.next_ns = (self.next_f + 0.5) as u64;
     }
 
     pub fn peek_time(&self) -> u64 {
-        self.next_f.round() as u64
+        self.next_ns
     }
 
     pub fn next(&mut self) -> NewTask {
