@@ -22,9 +22,13 @@ pub mod control {
     tonic::include_proto!("malcolm.control.v1");
 }
 
+pub use bridge::Envelope;
 pub use codec::{decode_envelope, envelope, error_envelope, DecodeError, PROTOCOL_VERSION};
 pub use heartbeat::{Heartbeat, HeartbeatError, HEARTBEAT_LEN};
 pub use sth::{bucket_of, SlackHistogram, STH_BUCKETS};
+
+/// Encoded `FileDescriptorSet` of all the protos, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("malcolm_descriptor");
 
 /// The folder of shared golden vectors (`proto/testdata`), for tests of any crate.
 pub fn testdata_dir() -> std::path::PathBuf {

@@ -1,0 +1,168 @@
+//! `replay`: feed a recorded trace through the agent's session code with a chosen policy and
+//! compare its decisions with the recording (agreement, decision latency), and collect the
+//! recorded workload for a counterfactual run in the embedded simulator.
+
+use crate::session::Session;
+use crate::shared::Shared;
+use crate::trace::{TraceError, TraceReader};
+use hdrhistogram::Histogram;
+use malcolm_proto::bridge::{envelope::Body, Direction, Hello, OutcomeKind, PendingTask};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What the replay found.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReplayReport {
+    pub records: u64,
+    pub sessions: u64,
+    pub steps: u64,
+    /// Steps whose recorded reply was a Placement and whose replayed reply was too.
+    pub compared_steps: u64,
+    pub decisions: u64,
+    pub agreeing_decisions: u64,
+    /// agreeing / decisions (1.0 when every task went to the same node).
+    pub agreement: f64,
+    pub decide_p50_us: f64,
+    pub decide_p99_us: f64,
+    pub decide_max_us: f64,
+    /// Recorded outcomes: on-time completions and misses (incl. drops).
+    pub recorded_outcomes: u64,
+    pub recorded_misses: u64,
+    /// Set when the trace ended in a truncated or corrupt record: the error, with its offset.
+    /// Everything before it was replayed.
+    pub stopped_early: Option<String>,
+}
+
+/// The recorded workload of one session, for a counterfactual run.
+#[derive(Debug, Clone)]
+pub struct RecordedWorkload {
+    pub hello: Hello,
+    pub tasks: Vec<PendingTask>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("trace has no records")]
+    Empty,
+}
+
+struct Replayed {
+    session: Session,
+    /// Replayed replies waiting for the recorded reply with the same request id.
+    replies: HashMap<u64, Vec<u32>>,
+    workload: Option<RecordedWorkload>,
+}
+
+/// Replays `path` with the active policy of `shared`. Returns the report and the recorded
+/// workloads (one per session that sent a Hello), in session order.
+pub fn replay(
+    path: &Path,
+    shared: Arc<Shared>,
+) -> Result<(ReplayReport, Vec<RecordedWorkload>), ReplayError> {
+    let reader = TraceReader::open(path)?;
+    let mut report = ReplayReport::default();
+    let mut sessions: HashMap<u64, Replayed> = HashMap::new();
+    let mut order: Vec<u64> = Vec::new();
+    let mut lat = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("bounds");
+    for rec in reader {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "trace ends early; replaying the valid prefix");
+                report.stopped_early = Some(e.to_string());
+                break;
+            }
+        };
+        report.records += 1;
+        let Some(env) = rec.envelope else { continue };
+        let s = sessions.entry(rec.session_id).or_insert_with(|| {
+            order.push(rec.session_id);
+            Replayed {
+                session: Session::new(rec.session_id, shared.clone()),
+                replies: HashMap::new(),
+                workload: None,
+            }
+        });
+        match rec.direction() {
+            Direction::EnvToAgent => {
+                let request_id = env.request_id;
+                match &env.body {
+                    Some(Body::Hello(h)) => {
+                        s.workload = Some(RecordedWorkload {
+                            hello: h.clone(),
+                            tasks: Vec::new(),
+                        })
+                    }
+                    Some(Body::Step(step)) => {
+                        report.steps += 1;
+                        if let Some(w) = &mut s.workload {
+                            w.tasks.extend(step.tasks.iter().cloned());
+                        }
+                        count_outcomes(&mut report, &step.outcomes);
+                    }
+                    Some(Body::EpisodeEnd(end)) => count_outcomes(&mut report, &end.outcomes),
+                    _ => {}
+                }
+                if env.body.is_none() {
+                    continue;
+                }
+                let is_step = matches!(env.body, Some(Body::Step(_)));
+                let t0 = Instant::now();
+                let (reply, _) = s.session.handle(env);
+                if is_step {
+                    lat.saturating_record(t0.elapsed().as_nanos().max(1) as u64);
+                }
+                if let Some(Body::Placement(p)) = reply.body {
+                    s.replies.insert(request_id, p.targets);
+                }
+            }
+            Direction::AgentToEnv => {
+                if let Some(Body::Placement(recorded)) = &env.body {
+                    if let Some(ours) = s.replies.remove(&env.request_id) {
+                        report.compared_steps += 1;
+                        report.decisions += recorded.targets.len() as u64;
+                        report.agreeing_decisions += recorded
+                            .targets
+                            .iter()
+                            .zip(&ours)
+                            .filter(|(a, b)| a == b)
+                            .count() as u64;
+                    } else {
+                        // We refused what the recording placed: every decision disagrees.
+                        report.decisions += recorded.targets.len() as u64;
+                    }
+                }
+            }
+            Direction::Unspecified => {}
+        }
+    }
+    if report.records == 0 {
+        return Err(ReplayError::Empty);
+    }
+    report.sessions = sessions.len() as u64;
+    report.agreement = if report.decisions > 0 {
+        report.agreeing_decisions as f64 / report.decisions as f64
+    } else {
+        0.0
+    };
+    report.decide_p50_us = lat.value_at_quantile(0.5) as f64 / 1e3;
+    report.decide_p99_us = lat.value_at_quantile(0.99) as f64 / 1e3;
+    report.decide_max_us = lat.max() as f64 / 1e3;
+    let workloads = order
+        .into_iter()
+        .filter_map(|id| sessions.remove(&id).and_then(|s| s.workload))
+        .collect();
+    Ok((report, workloads))
+}
+
+fn count_outcomes(report: &mut ReplayReport, outcomes: &[malcolm_proto::bridge::TaskOutcome]) {
+    report.recorded_outcomes += outcomes.len() as u64;
+    report.recorded_misses += outcomes
+        .iter()
+        .filter(|o| o.kind != OutcomeKind::Completed as i32)
+        .count() as u64;
+}
