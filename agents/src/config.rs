@@ -4,8 +4,9 @@ use malcolm_policies::reward::{self, RewardConfig, RewardKind};
 use serde::{Deserialize, Serialize};
 
 /// Hidden width of every MLP (Malcolm-Strict and original Malcolm use the same size, design
-/// 6.3.3). Small because the machine is 2 CPU cores and one step scores 16 x 64 candidates.
-pub const DEFAULT_HIDDEN: usize = 64;
+/// 6.3.3). 32 keeps one Step of 16 tasks x 64 candidates near 100-200 us on one core (64
+/// costs 4x in the per-candidate hidden layer and measured ~3x slower).
+pub const DEFAULT_HIDDEN: usize = 32;
 /// Number of cosine basis functions cos(pi*i*tau), i = 1..64 (SPEC section 7).
 pub const DEFAULT_COS_EMBED: usize = 64;
 /// Quantiles sampled for the online network in the loss (N, SPEC section 7).
@@ -51,6 +52,9 @@ pub const DEFAULT_GRAD_CLIP: f64 = 10.0;
 /// Bounded channel from sessions to the learner, in messages (each carries a step's batch of
 /// transitions); a full channel drops transitions instead of blocking inference.
 pub const DEFAULT_CHANNEL_CAPACITY: usize = 1_024;
+/// libtorch intra-op threads (process-wide): 1, because on a small machine the learner and the
+/// sessions each run on their own thread and OpenMP spinning on shared cores is slower.
+pub const DEFAULT_TORCH_THREADS: usize = 1;
 /// Original Malcolm: critic parameters are averaged across node agents every K updates.
 pub const DEFAULT_CONSENSUS_EVERY: u64 = 10;
 /// Original Malcolm: entropy bonus of the actor (keeps the softmax from collapsing early).
@@ -160,6 +164,9 @@ pub struct IqnConfig {
     pub reward: RewardParams,
     /// Seed of the learner's sampling (weights init, minibatches, taus).
     pub seed: u64,
+    /// libtorch intra-op threads, set process-wide when the factory starts; 0 leaves
+    /// libtorch's default.
+    pub torch_threads: usize,
 }
 
 impl Default for IqnConfig {
@@ -188,6 +195,7 @@ impl Default for IqnConfig {
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             reward: RewardParams::default(),
             seed: 0,
+            torch_threads: DEFAULT_TORCH_THREADS,
         }
     }
 }
@@ -242,6 +250,8 @@ pub struct MalcolmConfig {
     pub grad_clip: f64,
     pub channel_capacity: usize,
     pub seed: u64,
+    /// As [`IqnConfig::torch_threads`].
+    pub torch_threads: usize,
 }
 
 impl Default for MalcolmConfig {
@@ -259,6 +269,7 @@ impl Default for MalcolmConfig {
             grad_clip: DEFAULT_GRAD_CLIP,
             channel_capacity: DEFAULT_CHANNEL_CAPACITY,
             seed: 0,
+            torch_threads: DEFAULT_TORCH_THREADS,
         }
     }
 }

@@ -44,6 +44,8 @@ pub const DEFAULT_MAX_PENDING: usize = 200_000;
 const LEARNER_POLL: Duration = Duration::from_millis(5);
 /// Longest a save or load waits for the learner thread.
 pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest `set_mode` waits for the learner to acknowledge (one update takes milliseconds).
+const MODE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Updates the learner may owe before it stops accumulating debt (keeps it from lagging
 /// far behind a burst of data on a busy machine).
 const MAX_OWED_UPDATES: f64 = 256.0;
@@ -92,9 +94,9 @@ impl Shared {
         mode_from_u8(self.mode.load(Ordering::Relaxed))
     }
 
-    fn publish(&self, snap: Snapshot) {
+    fn publish(&self, snap: Arc<Snapshot>) {
         let v = snap.policy_version;
-        *self.snapshot.write().expect("snapshot lock") = Arc::new(snap);
+        *self.snapshot.write().expect("snapshot lock") = snap;
         self.publish_seq.fetch_add(1, Ordering::Release);
         self.status.lock().expect("status lock").policy_version = v;
     }
@@ -123,6 +125,9 @@ pub struct Learner {
     pub policy_version: u64,
     pub loss_ema: f64,
     owed: f64,
+    /// The weights sessions act with (the last snapshot published), saved as `policy.*` so a
+    /// reloaded learner acts exactly as the saved one did.
+    acting: Arc<Snapshot>,
 }
 
 impl Learner {
@@ -140,7 +145,9 @@ impl Learner {
             .map_err(|e| PolicyError::Learner(e.to_string()))?;
         target_vs.freeze();
         let adam = Adam::new(sorted_vars(&online_vs), config.lr, config.grad_clip);
+        let acting = Arc::new(snapshot_of(&online_vs, 0));
         Ok(Self {
+            acting,
             replay: Replay::new(config.replay_capacity),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x1e4a),
             arch,
@@ -215,20 +222,16 @@ impl Learner {
         }
     }
 
-    /// The acting weights, with a new policy version.
-    pub fn snapshot(&mut self) -> Snapshot {
+    /// Makes the current online weights the acting weights, with a new policy version.
+    pub fn publish(&mut self) -> Arc<Snapshot> {
         self.policy_version += 1;
-        self.current_snapshot()
+        self.acting = Arc::new(snapshot_of(&self.online_vs, self.policy_version));
+        self.acting.clone()
     }
 
-    fn current_snapshot(&self) -> Snapshot {
-        Snapshot {
-            policy_version: self.policy_version,
-            params: sorted_vars(&self.online_vs)
-                .iter()
-                .map(|(n, t)| (n.clone(), checkpoint::tensor_f32(t).0))
-                .collect(),
-        }
+    /// The acting weights (last published).
+    pub fn acting(&self) -> Arc<Snapshot> {
+        self.acting.clone()
     }
 
     /// Writes the full learner (online + target weights, Adam moments and step, counters,
@@ -245,6 +248,18 @@ impl Learner {
         }
         for (n, t) in self.adam.state() {
             tensors.push((format!("adam.{n}"), t));
+        }
+        let acting: Vec<(String, Tensor)> = self
+            .acting
+            .params
+            .iter()
+            .zip(&online)
+            .map(|((n, data), (_, like))| {
+                (format!("policy.{n}"), Tensor::from_slice(data).view(like.size().as_slice()))
+            })
+            .collect();
+        for (n, t) in &acting {
+            tensors.push((n.clone(), t));
         }
         let meta = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
@@ -310,6 +325,7 @@ impl Learner {
         let expected = online
             .iter()
             .map(|(n, t)| (format!("online.{n}"), t.size()))
+            .chain(online.iter().map(|(n, t)| (format!("policy.{n}"), t.size())))
             .chain(target.iter().map(|(n, t)| (format!("target.{n}"), t.size())))
             .chain(
                 self.adam
@@ -337,6 +353,14 @@ impl Learner {
             let t = self.adam.state_mut(&n).expect("adam state name");
             checkpoint::copy_into(path, &d, &format!("adam.{n}"), t)?;
         }
+        let acting = online
+            .iter()
+            .map(|(n, _)| (n.clone(), d.tensors[&format!("policy.{n}")].0.clone()))
+            .collect();
+        self.acting = Arc::new(Snapshot {
+            policy_version: version,
+            params: acting,
+        });
         self.adam.step = adam_step as i64;
         self.updates = updates;
         self.policy_version = version;
@@ -345,6 +369,16 @@ impl Learner {
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
             policy_version: version,
         })
+    }
+}
+
+fn snapshot_of(vs: &VarStore, policy_version: u64) -> Snapshot {
+    Snapshot {
+        policy_version,
+        params: sorted_vars(vs)
+            .iter()
+            .map(|(n, t)| (n.clone(), checkpoint::tensor_f32(t).0))
+            .collect(),
     }
 }
 
@@ -363,6 +397,8 @@ fn uniform_taus(rng: &mut impl Rng, rows: usize, k: usize, hi: f64) -> Tensor {
 }
 
 enum Control {
+    /// Answered once the learner has finished what it was doing (used by `set_mode`).
+    Barrier(mpsc::Sender<()>),
     Save(PathBuf, mpsc::Sender<Result<CheckpointInfo, CheckpointError>>),
     Load(PathBuf, mpsc::Sender<Result<CheckpointInfo, CheckpointError>>),
     Shutdown,
@@ -379,6 +415,9 @@ pub struct StrictFactory {
 impl StrictFactory {
     pub fn new(config: IqnConfig) -> Result<Self, PolicyError> {
         config.validate().map_err(PolicyError::InvalidState)?;
+        if config.torch_threads > 0 {
+            tch::set_num_threads(config.torch_threads as i32);
+        }
         let (control, control_rx) = mpsc::channel();
         let (data, data_rx) = mpsc::sync_channel(config.channel_capacity);
         let shared = Arc::new(Shared {
@@ -411,7 +450,7 @@ impl StrictFactory {
                         return;
                     }
                 };
-                thread_shared.publish(learner.current_snapshot());
+                thread_shared.publish(learner.acting());
                 let _ = ready_tx.send(Ok(()));
                 learner_loop(&mut learner, &thread_shared, &control_rx, &data_rx);
             })?;
@@ -472,6 +511,9 @@ fn learner_loop(
     loop {
         loop {
             match control.try_recv() {
+                Ok(Control::Barrier(reply)) => {
+                    let _ = reply.send(());
+                }
                 Ok(Control::Save(p, reply)) => {
                     let r = learner.save(&p);
                     if let Err(e) = &r {
@@ -482,7 +524,8 @@ fn learner_loop(
                 Ok(Control::Load(p, reply)) => {
                     let r = learner.load(&p);
                     if r.is_ok() {
-                        shared.publish(learner.current_snapshot());
+                        shared.publish(learner.acting());
+                        shared.status.lock().expect("status lock").updates = learner.updates;
                         tracing::info!(path = %p.display(), version = learner.policy_version, "checkpoint loaded");
                     }
                     let _ = reply.send(r);
@@ -508,8 +551,9 @@ fn learner_loop(
         if train && learner.ready() && learner.owed >= 1.0 {
             learner.owed -= 1.0;
             learner.update();
-            if learner.updates % publish_every == 0 {
-                let snap = learner.snapshot();
+            // Eval and frozen never see new weights, even from an update already under way.
+            if learner.updates % publish_every == 0 && shared.mode() == Mode::Train {
+                let snap = learner.publish();
                 shared.publish(snap);
             }
             let mut st = shared.status.lock().expect("status lock");
@@ -548,8 +592,14 @@ impl PolicyFactory for StrictFactory {
         )?))
     }
 
+    /// Returns once the learner has seen the mode: no update started before the call
+    /// publishes weights after it.
     fn set_mode(&self, mode: Mode) {
         self.shared.mode.store(mode_to_u8(mode), Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        if self.control.send(Control::Barrier(tx)).is_ok() {
+            let _ = rx.recv_timeout(MODE_BARRIER_TIMEOUT);
+        }
     }
 
     fn mode(&self) -> Mode {
@@ -743,8 +793,9 @@ impl Policy for StrictPolicy {
         }
         let k = self.shared.config.k_tau;
         let alpha = self.shared.config.cvar_alpha;
+        // One set of taus per Step: the tau embedding is then computed once, not per task.
         let taus = if train {
-            uniform_taus(&mut self.rng, t, k, alpha)
+            uniform_taus(&mut self.rng, 1, k, alpha)
         } else {
             self.eval_taus.shallow_clone()
         };
