@@ -31,6 +31,17 @@ pub struct LatencyReport {
     pub p99_ns: u64,
     pub p999_ns: u64,
     pub max_ns: u64,
+    /// The latency distribution as (quantile, latency ns) points, for CDF plots: 100
+    /// quantiles plus the tail (0.995, 0.999, 0.9999, 1.0). Empty when nothing completed.
+    #[serde(default)]
+    pub cdf: Vec<(f64, u64)>,
+}
+
+/// Quantiles at which [`LatencyReport::cdf`] is sampled.
+fn cdf_quantiles() -> impl Iterator<Item = f64> {
+    (1..100)
+        .map(|i| i as f64 / 100.0)
+        .chain([0.995, 0.999, 0.9999, 1.0])
 }
 
 /// One finished episode.
@@ -226,6 +237,9 @@ impl Metrics {
                 p99_ns: self.hist.value_at_quantile(0.99),
                 p999_ns: self.hist.value_at_quantile(0.999),
                 max_ns: self.max_latency_ns,
+                cdf: cdf_quantiles()
+                    .map(|q| (q, self.hist.value_at_quantile(q)))
+                    .collect(),
             }
         };
         Report {

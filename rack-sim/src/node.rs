@@ -426,10 +426,7 @@ impl Node {
             if self.cores[core].job.is_some() {
                 continue;
             }
-            loop {
-                let Some(job) = self.fifo.pop_front() else {
-                    break;
-                };
+            while let Some(job) = self.fifo.pop_front() {
                 if self.spec.discipline.prune_late && job.deadline < now {
                     out.push(Effect::Dropped { handle: job.handle });
                     continue;
