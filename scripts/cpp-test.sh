@@ -10,11 +10,13 @@ cd "$(dirname "$0")/.."
 src=omnetpp
 build=omnetpp/build
 jobs="${MALCOLM_CPP_JOBS:-2}"
-if [ ! -f "$build/CMakeCache.txt" ]; then
-  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-else
-  cmake "$build" >/dev/null  # re-detects OMNeT++ when the environment changed
+mkdir -p "$build"
+# (Re)configure: re-detects OMNeT++ when the environment changed; says what it found.
+if ! cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/last-configure.log" 2>&1; then
+  cat "$build/last-configure.log"
+  exit 1
 fi
+grep -h 'OMNeT++' "$build/last-configure.log" | sed 's/^-- //' || true
 log="$build/last-build.log"
 if ! cmake --build "$build" -j "$jobs" >"$log" 2>&1; then
   cat "$log"
@@ -22,7 +24,12 @@ if ! cmake --build "$build" -j "$jobs" >"$log" 2>&1; then
   exit 1
 fi
 # Say what was skipped (OMNeT++ absent) or built, without the progress lines.
-grep -E 'OMNeT\+\+|warning' "$log" || true
+grep -E 'warning' "$log" || true
+# The round trip against the real agent server runs when its binary is there.
+if [ -z "${MALCOLM_AGENT_SERVER_BIN:-}" ] && [ -x target/release/agent-server ]; then
+  export MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server"
+fi
+echo "agent server for the round-trip test: ${MALCOLM_AGENT_SERVER_BIN:-none (test skipped)}"
 echo "== C++ core tests (ctest in $build)"
 ctest --test-dir "$build" --output-on-failure --timeout 120 >"$build/last-ctest.log" 2>&1 && rc=0 || rc=$?
 grep -v -E '^ *Start +[0-9]+:|Test +#[0-9]+: .* Passed' "$build/last-ctest.log" || true

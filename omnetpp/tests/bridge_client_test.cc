@@ -257,7 +257,12 @@ TEST(BridgeClient, RoundTripAgainstRealAgentServer)
                         "(set it to the agent-server binary, e.g. target/release/agent-server)";
     std::string endpoint = "tcp://127.0.0.1:" + std::to_string(freeTcpPort());
     std::vector<std::string> args{bin, "serve", "--bind", endpoint};
-    if (const char* extra = std::getenv("MALCOLM_AGENT_SERVER_ARGS")) {
+    // Extra flags, e.g. a policy; by default a free port for the gRPC control plane so that
+    // the test never collides with a server already running on the machine.
+    const char* extra = std::getenv("MALCOLM_AGENT_SERVER_ARGS");
+    if (!extra)
+        extra = "--control 127.0.0.1:0";
+    {
         std::istringstream in(extra);
         for (std::string a; in >> a;)
             args.push_back(a);

@@ -1,0 +1,291 @@
+#include "BridgeCoordinator.h"
+
+#include <iostream>
+
+#include "EdfScheduler.h"
+#include "MalcolmApp.h"
+#include "RoCEv2Nic.h"
+#include "SimTime.h"
+#include "TorSwitch.h"
+
+namespace malcolm {
+
+Define_Module(BridgeCoordinator);
+
+BridgeCoordinator::~BridgeCoordinator()
+{
+    cancelAndDelete(decideTimer_);
+}
+
+void BridgeCoordinator::initialize(int stage)
+{
+    if (stage == 0) {
+        // Node specs are parameters, readable before the nodes initialise: apps need the
+        // rack capacity in their stage 1.
+        cModule *network = getParentModule();
+        const char *vec = par("nodeVector").stringValue();
+        if (!network->hasSubmoduleVector(vec))
+            throw cRuntimeError("no submodule vector '%s' in %s", vec, network->getFullPath().c_str());
+        int n = network->getSubmoduleVectorSize(vec);
+        if (n < 2 || n > 256)
+            throw cRuntimeError("a rack has 2..256 nodes, got %d", n);
+        for (int i = 0; i < n; i++) {
+            cModule *node = network->getSubmodule(vec, i);
+            apps_.push_back(check_and_cast<MalcolmApp *>(node->getSubmodule("app")));
+            schedulers_.push_back(check_and_cast<EdfScheduler *>(node->getSubmodule("scheduler")));
+            nics_.push_back(check_and_cast<RoCEv2Nic *>(node->getSubmodule("nic")));
+            double cap = node->getSubmodule("scheduler")->par("cores").intValue() *
+                         node->getSubmodule("scheduler")->par("speed").doubleValue();
+            capacity_.push_back(cap);
+            rackCapacity_ += cap;
+        }
+        tor_ = dynamic_cast<TorSwitch *>(network->getSubmodule("tor"));
+        batchWindow_ = par("decisionBatchWindow");
+        episodeLength_ = par("episodeLength");
+        if (batchWindow_ < SIMTIME_ZERO || episodeLength_ < SIMTIME_ZERO)
+            throw cRuntimeError("decisionBatchWindow and episodeLength must be >= 0");
+        endpoint_ = par("agentEndpoint").stdstringValue();
+        scenario_ = par("scenario").stdstringValue();
+        if (scenario_.empty())
+            scenario_ = getEnvir()->getConfigEx()->getActiveConfigName();
+        std::string fb = par("fallbackPolicy").stdstringValue();
+        if (!fb.empty()) {
+            try {
+                fallback_ = FallbackPolicy::parse(fb);
+            }
+            catch (const std::exception& e) {
+                throw cRuntimeError("fallbackPolicy: %s", e.what());
+            }
+        }
+        if (endpoint_.empty() && !fallback_)
+            throw cRuntimeError("no agentEndpoint and no fallbackPolicy: set **.coordinator.agentEndpoint "
+                                "(e.g. \"tcp://127.0.0.1:5555\") or a local fallbackPolicy (e.g. \"power-of-2\")");
+        decideTimer_ = new cMessage("decide", KIND_DECIDE);
+        stepTasksSignal_ = registerSignal("stepTasks");
+        stepWallTimeSignal_ = registerSignal("stepWallTime");
+        remotePlacementSignal_ = registerSignal("remotePlacement");
+        busyAtLastStep_.assign(n, 0);
+        WATCH(totalSteps_);
+        WATCH(usingFallback_);
+    }
+    else if (stage == 2) {  // schedulers exist now: specs for Hello
+        for (EdfScheduler *s : schedulers_)
+            specs_.push_back(s->spec());
+        wallStart_ = std::chrono::steady_clock::now();
+        if (endpoint_.empty()) {
+            usingFallback_ = true;
+            EV_WARN << "no agent endpoint: placing tasks with the local policy '" << fallback_->name() << "'\n";
+            std::cerr << "[malcolm] no agent endpoint configured: using the local fallback policy '" << fallback_->name()
+                      << "'" << std::endl;
+        }
+        else
+            connectAgent();
+    }
+}
+
+void BridgeCoordinator::connectAgent()
+{
+    BridgeClientOptions o;
+    o.endpoint = endpoint_;
+    o.timeoutMs = static_cast<int>(par("bridgeTimeout").doubleValue() * 1000);
+    std::vector<std::pair<std::string, std::string>> params;
+    cModule *app0 = apps_[0];
+    for (const char *p : {"rho", "serviceLaw", "paretoAlpha", "deadlineFactor", "heartbeatInterval", "microburstPeriod"})
+        params.emplace_back(p, app0->par(p).str());
+    params.emplace_back("run", std::to_string(getEnvir()->getConfigEx()->getActiveRunNumber()));
+    // The run's seed set (from the ini's seed-set / repetition): reproduces the run.
+    uint64_t seed = std::strtoull(getEnvir()->getConfigEx()->getVariable(CFGVAR_SEEDSET), nullptr, 10);
+    params.emplace_back("seedset", std::to_string(seed));
+    try {
+        client_ = std::make_unique<BridgeClient>(o);
+        pb::Hello hello = buildHello(par("envId").stdstringValue(), scenario_, seed, specs_,
+                                     toNs(apps_[0]->par("heartbeatInterval")), params);
+        pb::Welcome w = client_->hello(hello);
+        policyVersion_ = w.policy_version();
+        EV_INFO << "agent at " << endpoint_ << ": policy " << w.policy() << " v" << w.policy_version() << ", mode "
+                << w.mode() << "\n";
+        std::cerr << "[malcolm] connected to agent " << endpoint_ << " (policy " << w.policy() << ", mode " << w.mode()
+                  << ")" << std::endl;
+    }
+    catch (const BridgeError& e) {
+        switchToFallback(e.what());
+    }
+}
+
+void BridgeCoordinator::switchToFallback(const std::string& why)
+{
+    client_.reset();
+    if (!fallback_)
+        throw cRuntimeError("agent at %s unavailable: %s. Start the agent server, or set "
+                            "**.coordinator.fallbackPolicy (e.g. \"power-of-2\") to continue with a local policy.",
+                            endpoint_.c_str(), why.c_str());
+    usingFallback_ = true;
+    EV_WARN << "agent unavailable (" << why << "): continuing with the local fallback policy '" << fallback_->name()
+            << "'\n";
+    std::cerr << "[malcolm] agent at " << endpoint_ << " unavailable (" << why
+              << "): continuing with the local fallback policy '" << fallback_->name() << "'" << std::endl;
+}
+
+void BridgeCoordinator::submit(MalcolmApp *origin, const Task& task)
+{
+    Enter_Method_Silent();
+    pending_.push_back({task, origin});
+    if (!decideTimer_->isScheduled())
+        scheduleAfter(batchWindow_, decideTimer_);
+}
+
+void BridgeCoordinator::reportOutcome(const TaskOutcomeRecord& outcome)
+{
+    Enter_Method_Silent();
+    outcomes_.push_back(outcome);
+}
+
+void BridgeCoordinator::handleMessage(cMessage *msg)
+{
+    if (msg != decideTimer_)
+        throw cRuntimeError("unexpected message %s", msg->getName());
+    decide();
+}
+
+pb::Step BridgeCoordinator::buildCurrentStep()
+{
+    uint64_t now = nowNs();
+    size_t n = apps_.size();
+    std::vector<bool> isOrigin(n, false);
+    for (const Pending& p : pending_)
+        isOrigin[p.task.origin] = true;
+    std::vector<NodeSnapshot> nodes(n);
+    double dtNs = (simTime() - lastStepTime_).dbl() * 1e9;
+    for (size_t i = 0; i < n; i++) {
+        NodeSnapshot& s = nodes[i];
+        s.nodeId = static_cast<uint32_t>(i);
+        s.sth = schedulers_[i]->sth();
+        s.heartbeat = apps_[i]->currentHeartbeat();
+        uint64_t busy = schedulers_[i]->busyNs();
+        s.utilisation = dtNs > 0 ? (busy - busyAtLastStep_[i]) / (dtNs * specs_[i].cores) : 0.0;
+        busyAtLastStep_[i] = busy;
+        if (isOrigin[i]) {
+            s.includeGst = true;
+            apps_[i]->gstSnapshot(s.gst, s.gstAgeNs);
+        }
+    }
+    lastStepTime_ = simTime();
+    std::vector<LinkSnapshot> links;
+    for (size_t i = 0; i < n; i++) {
+        LinkSnapshot up = nics_[i]->uplinkSnapshot();
+        up.linkId = static_cast<uint32_t>(2 * i);
+        links.push_back(up);
+        if (tor_) {
+            LinkSnapshot down = tor_->downlinkSnapshot(static_cast<int>(i));
+            down.linkId = static_cast<uint32_t>(2 * i + 1);
+            links.push_back(down);
+        }
+    }
+    std::vector<Task> tasks;
+    tasks.reserve(pending_.size());
+    for (const Pending& p : pending_)
+        tasks.push_back(p.task);
+    return buildStep(now, episode_, stepIndex_, nodes, links, tasks, outcomes_);
+}
+
+void BridgeCoordinator::decide()
+{
+    if (episodeLength_ > SIMTIME_ZERO && simTime() >= episodeStart_ + episodeLength_)
+        endEpisode(false);
+    std::vector<uint32_t> targets;
+    std::vector<uint64_t> holds;
+    if (!usingFallback_)
+        decideWithAgent(targets, holds);
+    if (usingFallback_)
+        decideLocally(targets);
+    emit(stepTasksSignal_, static_cast<long>(pending_.size()));
+    std::vector<Pending> batch;
+    batch.swap(pending_);
+    for (size_t k = 0; k < batch.size(); k++) {
+        Task t = batch[k].task;
+        t.decidedAtStep = stepIndex_;
+        t.decidedInEpisode = episode_;
+        if (targets[k] >= apps_.size())
+            throw cRuntimeError("placement of task %llu on node %u: the rack has %zu nodes",
+                                (unsigned long long)t.id, targets[k], apps_.size());
+        emit(remotePlacementSignal_, targets[k] != t.origin);
+        batch[k].origin->dispatch(t, targets[k], holds.empty() ? 0 : holds[k]);
+    }
+    stepIndex_++;
+    totalSteps_++;
+}
+
+void BridgeCoordinator::decideWithAgent(std::vector<uint32_t>& targets, std::vector<uint64_t>& holds)
+{
+    pb::Step step = buildCurrentStep();
+    auto t0 = std::chrono::steady_clock::now();
+    try {
+        pb::Placement p = client_->step(step);  // the simulation is paused until the reply
+        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        bridgeWallSeconds_ += wall;
+        emit(stepWallTimeSignal_, wall);
+        targets.assign(p.targets().begin(), p.targets().end());
+        holds.assign(p.hold_ns().begin(), p.hold_ns().end());
+        policyVersion_ = p.policy_version();
+        outcomes_.clear();
+        agentSteps_++;
+    }
+    catch (const BridgeError& e) {
+        switchToFallback(e.what());
+    }
+}
+
+void BridgeCoordinator::decideLocally(std::vector<uint32_t>& targets)
+{
+    targets.clear();
+    std::function<double()> u = [this] { return uniform(0, 1); };
+    for (const Pending& p : pending_) {
+        targets.push_back(fallback_->choose(p.task, p.origin->gstView(), capacity_, u));
+        fallbackDecisions_++;
+    }
+    outcomes_.clear();  // nobody learns from them locally
+}
+
+void BridgeCoordinator::endEpisode(bool terminated)
+{
+    if (client_ && !usingFallback_) {
+        try {
+            client_->episodeEnd(buildEpisodeEnd(episode_, stepIndex_, terminated, nowNs(), outcomes_));
+        }
+        catch (const BridgeError& e) {
+            switchToFallback(e.what());
+        }
+    }
+    outcomes_.clear();
+    episode_++;
+    stepIndex_ = 0;
+    episodeStart_ = simTime();
+}
+
+void BridgeCoordinator::finish()
+{
+    // The run was cut by its time limit: the state still has value (truncated).
+    if (client_ && !usingFallback_) {
+        endEpisode(false);
+        try {
+            client_->close("simulation finished");
+        }
+        catch (const BridgeError& e) {
+            EV_WARN << "Close: " << e.what() << "\n";
+        }
+    }
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wallStart_).count();
+    int64_t events = getSimulation()->getEventNumber();
+    recordScalar("decisionSteps", totalSteps_);
+    recordScalar("agentSteps", agentSteps_);
+    recordScalar("fallbackDecisions", fallbackDecisions_);
+    recordScalar("usedFallback", usingFallback_ ? 1 : 0);
+    recordScalar("bridgeWallSeconds", bridgeWallSeconds_);
+    recordScalar("wallSeconds", wall);
+    recordScalar("eventsPerWallSecond", wall > 0 ? events / wall : 0.0);
+    std::cerr << "[malcolm] " << scenario_ << ": " << events << " events in " << wall << " s wall ("
+              << (wall > 0 ? events / wall : 0.0) << " ev/s), " << totalSteps_ << " decision steps, "
+              << (usingFallback_ ? "local policy '" + fallback_->name() + "'" : "agent " + endpoint_) << std::endl;
+}
+
+}  // namespace malcolm

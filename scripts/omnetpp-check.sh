@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The OMNeT++ checks of issue 6, run when OMNeT++ is present (skipped with a message when not):
+#   1. every ini config runs to completion in Cmdenv (first run of each; against the agent
+#      server when one is available, else with the local fallback policy, said so);
+#   2. Incast with PFC on loses no frame and counts PAUSE frames; with PFC off it drops;
+#   3. EDF servers meet more deadlines than FCFS servers on the same workload;
+#   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
+#   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy.
+# Agent: MALCOLM_AGENT_ENDPOINT=tcp://host:port uses a running server; otherwise
+# MALCOLM_AGENT_SERVER_BIN (default target/release/agent-server) is started on a free port
+# ("serve --bind ENDPOINT" plus MALCOLM_AGENT_SERVER_ARGS) and stopped at the end.
+# MALCOLM_CHECK_SIMTIME shortens every run (default 5ms; "" keeps the ini's limits).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=scripts/omnetpp-env.sh
+source "$root/scripts/omnetpp-env.sh"
+malcolm_find_omnetpp || exit 0
+malcolm_build_modules "$root"
+
+out="$root/results/omnetpp-check"
+rm -rf "$out"
+mkdir -p "$out"
+simtime="${MALCOLM_CHECK_SIMTIME-5ms}"
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok:   $*"; }
+
+# --- agent -----------------------------------------------------------------------------------
+agent_pid=""
+endpoint="${MALCOLM_AGENT_ENDPOINT:-}"
+cleanup() { [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null; true; }
+trap cleanup EXIT
+if [ -z "$endpoint" ]; then
+  bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
+  if [ -x "$bin" ]; then
+    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    endpoint="tcp://127.0.0.1:$port"
+    # shellcheck disable=SC2086
+    "$bin" serve --bind "$endpoint" ${MALCOLM_AGENT_SERVER_ARGS:-} >"$out/agent-server.log" 2>&1 &
+    agent_pid=$!
+    sleep 1
+    if ! kill -0 "$agent_pid" 2>/dev/null; then
+      cat "$out/agent-server.log"
+      fail "agent server $bin did not start"
+      agent_pid=""
+      endpoint=""
+    else
+      echo "agent server: $bin serve --bind $endpoint (pid $agent_pid)"
+    fi
+  fi
+fi
+[ -z "$endpoint" ] && echo "no agent server (set MALCOLM_AGENT_ENDPOINT or build target/release/agent-server): runs use the local fallback policy 'power-of-2'"
+
+# run NAME CONFIG RUNFILTER AGENT(yes|no) [extra opp_run args]
+run() {
+  local name="$1" config="$2" filter="$3" agent="$4"
+  shift 4
+  local args=(-u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c "$config" -r "$filter"
+    "--result-dir=$out/$name" "--cmdenv-express-mode=true" "--cmdenv-status-frequency=600s")
+  [ -n "$simtime" ] && args+=("--sim-time-limit=$simtime")
+  if [ "$agent" = yes ] && [ -n "$endpoint" ]; then
+    args+=("--**.coordinator.agentEndpoint=\"$endpoint\"" "--**.coordinator.fallbackPolicy=\"\"")
+  else
+    args+=("--**.coordinator.agentEndpoint=\"\"" "--**.coordinator.fallbackPolicy=\"power-of-2\"")
+  fi
+  if (cd "$root/ini" && "$OPP_RUN" "${args[@]}" "$@" omnetpp.ini) >"$out/$name.log" 2>&1; then
+    grep -h '^\[malcolm\]' "$out/$name.log" | tail -n 1 | sed "s/^/      $name: /"
+    return 0
+  fi
+  tail -n 15 "$out/$name.log"
+  fail "$config ($filter) did not run to completion (log: $out/$name.log)"
+  return 1
+}
+
+# Sum of the scalars of the runs in one result directory whose module and name fully match
+# the given Python regular expressions: sum_scalar DIR MODULE-REGEX NAME-REGEX
+sum_scalar() {
+  "$OPP_SCAVETOOL" export -F CSV-R -o - -f 'type =~ scalar' "$1"/*.sca 2>/dev/null |
+    python3 -c '
+import csv, re, sys
+mod, name = re.compile(sys.argv[1]), re.compile(sys.argv[2])
+rows = [r for r in csv.DictReader(sys.stdin)
+        if r["type"] == "scalar" and mod.fullmatch(r["module"]) and name.fullmatch(r["name"])]
+print(sum(float(r["value"]) for r in rows) if rows else "nan")' "$2" "$3"
+}
+
+echo "== 1. every config runs to completion in Cmdenv (first run, sim-time-limit ${simtime:-from ini})"
+for c in Hetero Ideal DisciplineCompare PfcStorm Incast HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden; do
+  run "all-$c" "$c" 0 yes && pass "$c"
+done
+
+echo "== 2. Incast 9-to-1: PFC on loses no frame and counts PAUSEs; PFC off drops"
+if run incast-pfc-on Incast '$fanIn==9 && $pfc==true && $repetition==0' yes &&
+   run incast-pfc-off Incast '$fanIn==9 && $pfc==false && $repetition==0' yes; then
+  on_drops="$(sum_scalar "$out/incast-pfc-on" '.*\.tor' framesDropped)"
+  on_nic_drops="$(sum_scalar "$out/incast-pfc-on" '.*\.nic' 'rxDrops:count')"
+  on_pauses="$(sum_scalar "$out/incast-pfc-on" '.*\.tor' pauseFramesSentTotal)"
+  on_rx_pauses="$(sum_scalar "$out/incast-pfc-on" '.*\.nic' 'pauseFramesReceived:count')"
+  off_drops="$(sum_scalar "$out/incast-pfc-off" '.*\.tor' framesDropped)"
+  off_pauses="$(sum_scalar "$out/incast-pfc-off" '.*\.tor' pauseFramesSentTotal)"
+  echo "      PFC on:  switch drops $on_drops, NIC drops $on_nic_drops, PAUSE frames sent by the ToR $on_pauses (received by NICs $on_rx_pauses)"
+  echo "      PFC off: switch drops $off_drops, PAUSE frames $off_pauses"
+  python3 -c "import sys; sys.exit(0 if float('$on_drops') == 0 and float('$on_nic_drops') == 0 and float('$on_pauses') > 0 and float('$on_rx_pauses') > 0 else 1)" &&
+    pass "PFC on: no frame lost, $on_pauses PAUSE frames" || fail "PFC on: drops $on_drops/$on_nic_drops, pauses $on_pauses"
+  python3 -c "import sys; sys.exit(0 if float('$off_drops') > 0 and float('$off_pauses') == 0 else 1)" &&
+    pass "PFC off: $off_drops frames dropped" || fail "PFC off: drops $off_drops, pauses $off_pauses"
+fi
+
+echo "== 3. EDF vs FCFS on the same workload (DisciplineCompare, same seeds)"
+if run edf DisciplineCompare '$discipline=="edf" && $repetition==0' no &&
+   run fcfs DisciplineCompare '$discipline=="fcfs" && $repetition==0' no; then
+  edf_met="$(sum_scalar "$out/edf" '.*\.scheduler' 'completed:count')"
+  fcfs_met="$(sum_scalar "$out/fcfs" '.*\.scheduler' 'completed:count')"
+  edf_all="$(sum_scalar "$out/edf" '.*\.scheduler' '(completed|missed|dropped):count')"
+  echo "      deadlines met: EDF $edf_met, FCFS $fcfs_met (EDF tasks finished or dropped: $edf_all)"
+  python3 -c "import sys; sys.exit(0 if float('$edf_met') > float('$fcfs_met') else 1)" &&
+    pass "EDF meets more deadlines than FCFS" || fail "EDF $edf_met vs FCFS $fcfs_met deadlines met"
+fi
+
+echo "== 4. heartbeat bytes on the wire equal the golden vectors"
+if run golden HeartbeatGolden 0 no; then
+  expected="$(sum_scalar "$out/golden" '.*\.node\[1\]\.app' goldenHeartbeatsExpected)"
+  matched="$(sum_scalar "$out/golden" '.*\.node\[1\]\.app' goldenHeartbeatsMatched)"
+  mismatched="$(sum_scalar "$out/golden" '.*\.node\[1\]\.app' goldenHeartbeatsMismatched)"
+  python3 -c "import sys; e,m,x=float('$expected'),float('$matched'),float('$mismatched'); sys.exit(0 if e >= 9 and m == e and x == 0 else 1)" &&
+    pass "$matched of $expected golden heartbeats arrived byte-identical" || fail "golden heartbeats: expected $expected matched $matched mismatched $mismatched"
+fi
+
+echo "== 5. sim speed, Hetero (events per wall-clock second)"
+if run speed-local Hetero 0 no; then
+  local_speed="$(sum_scalar "$out/speed-local" '.*\.coordinator' eventsPerWallSecond)"
+  echo "      local policy power-of-2: $(printf '%.0f' "$local_speed") ev/s"
+fi
+if [ -n "$endpoint" ] && run speed-agent Hetero 0 yes; then
+  agent_speed="$(sum_scalar "$out/speed-agent" '.*\.coordinator' eventsPerWallSecond)"
+  steps="$(sum_scalar "$out/speed-agent" '.*\.coordinator' agentSteps)"
+  bridge="$(sum_scalar "$out/speed-agent" '.*\.coordinator' bridgeWallSeconds)"
+  echo "      agent in the loop ($endpoint): $(printf '%.0f' "$agent_speed") ev/s, $steps Steps, $(printf '%.3f' "$bridge") s in bridge round trips"
+fi
+
+if [ "$failures" -gt 0 ]; then
+  echo "omnetpp-check: $failures check(s) failed (logs and results in $out)"
+  exit 1
+fi
+echo "omnetpp-check: all checks passed (results in $out)"
