@@ -11,6 +11,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
 
 # Debian packages: protoc and headers for the Rust build, ZeroMQ + protobuf + GoogleTest +
+# a TrueType font for the PNG plots,
 # CMake for the framework-free C++ core, a compose validator for the Docker stack.
 APT_PACKAGES=(
   build-essential pkg-config cmake
@@ -18,6 +19,7 @@ APT_PACKAGES=(
   libzmq3-dev cppzmq-dev
   libgtest-dev
   libsqlite3-dev
+  fonts-dejavu-core
   docker-compose
 )
 

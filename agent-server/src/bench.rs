@@ -19,6 +19,8 @@ pub struct BridgeBenchOptions {
     /// Concurrent envs for the throughput figure.
     pub envs: u32,
     pub throughput_for: Duration,
+    /// Bridge worker threads (0 = sessions on the router thread).
+    pub workers: usize,
 }
 
 impl BridgeBenchOptions {
@@ -29,6 +31,7 @@ impl BridgeBenchOptions {
             round_trips: 20_000,
             envs: 4,
             throughput_for: Duration::from_secs(3),
+            workers: crate::bridge::DEFAULT_WORKERS,
         }
     }
     pub fn quick() -> Self {
@@ -192,7 +195,7 @@ pub fn bridge_bench(
                 format!("ipc://{}", ipc_path.display()),
                 "tcp://127.0.0.1:*".into(),
             ],
-            workers: opts.envs.max(1) as usize,
+            workers: opts.workers,
             ..BridgeConfig::default()
         },
     )?;

@@ -22,6 +22,10 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often the router wakes with nothing to do (shutdown check, expiry sweep).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Sessions handled on the router thread by default: each hand-off to a worker thread costs
+/// two context switches per Step, more than a cheap decision; use workers on big machines
+/// with expensive policies.
+pub const DEFAULT_WORKERS: usize = 0;
 /// Messages up to this multiple of the limit are received and refused with an Error reply;
 /// beyond it ZeroMQ drops the connection before buffering them (memory bound).
 const HARD_LIMIT_FACTOR: usize = 4;
@@ -48,7 +52,8 @@ fn zerr(what: impl Into<String>) -> impl FnOnce(zmq::Error) -> BridgeError {
 pub struct BridgeConfig {
     /// ZeroMQ endpoints to bind (`tcp://127.0.0.1:5555`, `tcp://127.0.0.1:*`, `ipc:///tmp/x`).
     pub endpoints: Vec<String>,
-    /// Worker threads handling sessions.
+    /// Worker threads handling sessions; 0 handles them on the router thread itself (no thread
+    /// hops: the lowest round trip when decisions are cheap or cores are few).
     pub workers: usize,
     pub session_timeout: Duration,
     pub max_message_bytes: usize,
@@ -59,7 +64,7 @@ impl Default for BridgeConfig {
     fn default() -> Self {
         Self {
             endpoints: vec!["tcp://127.0.0.1:5555".into()],
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            workers: DEFAULT_WORKERS,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             poll_interval: DEFAULT_POLL_INTERVAL,
@@ -136,7 +141,7 @@ impl Bridge {
         );
         let pull = self.ctx.socket(zmq::PULL).map_err(zerr("pull socket"))?;
         pull.bind(&reply_ep).map_err(zerr("bind replies"))?;
-        let n_workers = self.cfg.workers.max(1);
+        let n_workers = self.cfg.workers;
         let mut senders = Vec::with_capacity(n_workers);
         let mut handles: Vec<JoinHandle<()>> = Vec::with_capacity(n_workers);
         for w in 0..n_workers {
@@ -145,11 +150,8 @@ impl Bridge {
             push.set_linger(0).map_err(zerr("linger"))?;
             push.connect(&reply_ep).map_err(zerr("connect replies"))?;
             let worker = Worker {
-                shared: shared.clone(),
-                trace: trace.clone(),
+                table: SessionTable::new(shared.clone(), trace.clone(), self.cfg.max_message_bytes),
                 push,
-                sessions: HashMap::new(),
-                max_message_bytes: self.cfg.max_message_bytes,
             };
             let h = std::thread::Builder::new()
                 .name(format!("bridge-worker-{w}"))
@@ -158,9 +160,9 @@ impl Bridge {
             senders.push(tx);
             handles.push(h);
         }
-        drop(trace);
+        let mut inline = SessionTable::new(shared, trace, self.cfg.max_message_bytes);
         tracing::info!(endpoints = ?self.endpoints, workers = n_workers, "bridge serving");
-        let result = self.route(&pull, &senders, &shutdown);
+        let result = self.route(&pull, &senders, &mut inline, &shutdown);
         drop(senders);
         for h in handles {
             h.join()
@@ -174,6 +176,7 @@ impl Bridge {
         &self,
         pull: &zmq::Socket,
         workers: &[mpsc::Sender<Job>],
+        inline: &mut SessionTable,
         shutdown: &Shutdown,
     ) -> Result<(), BridgeError> {
         let mut routes: HashMap<Vec<u8>, Route> = HashMap::new();
@@ -218,11 +221,24 @@ impl Bridge {
                         next_session += 1;
                         Route {
                             session_id: id,
-                            worker: (id as usize) % workers.len(),
+                            worker: if workers.is_empty() {
+                                0
+                            } else {
+                                (id as usize) % workers.len()
+                            },
                             last_seen: now,
                         }
                     });
                     route.last_seen = now;
+                    if workers.is_empty() {
+                        let reply =
+                            inline.handle(route.session_id, &payload, after_expiry, now);
+                        parts.push(reply);
+                        if let Err(e) = self.router.send_multipart(parts, 0) {
+                            tracing::debug!(error = %e, "reply not sent");
+                        }
+                        continue;
+                    }
                     let job = Job::Message {
                         session_id: route.session_id,
                         envelope_frames: parts,
@@ -245,9 +261,13 @@ impl Bridge {
                     .collect();
                 for identity in stale {
                     let r = routes.remove(&identity).expect("key from map");
-                    let _ = workers[r.worker].send(Job::Expire {
-                        session_id: r.session_id,
-                    });
+                    if workers.is_empty() {
+                        inline.expire(r.session_id);
+                    } else {
+                        let _ = workers[r.worker].send(Job::Expire {
+                            session_id: r.session_id,
+                        });
+                    }
                     if expired.len() >= EXPIRED_MEMORY {
                         expired.clear();
                     }
@@ -279,12 +299,18 @@ enum Job {
     },
 }
 
-struct Worker {
+/// The sessions one thread owns, and how it turns request bytes into reply bytes.
+struct SessionTable {
     shared: Arc<Shared>,
     trace: Option<TraceSink>,
-    push: zmq::Socket,
     sessions: HashMap<u64, Session>,
     max_message_bytes: usize,
+}
+
+/// A worker thread: a session table whose replies go back over an inproc PUSH socket.
+struct Worker {
+    table: SessionTable,
+    push: zmq::Socket,
 }
 
 impl Worker {
@@ -298,28 +324,40 @@ impl Worker {
                     received,
                     after_expiry,
                 } => {
-                    let reply = self.handle(session_id, &payload, after_expiry, received);
+                    let reply = self.table.handle(session_id, &payload, after_expiry, received);
                     let mut frames = envelope_frames;
                     frames.push(reply);
                     if let Err(e) = self.push.send_multipart(frames, 0) {
                         tracing::error!(error = %e, "worker could not queue a reply");
                     }
                 }
-                Job::Expire { session_id } => {
-                    if let Some(mut s) = self.sessions.remove(&session_id) {
-                        if s.expire() {
-                            tracing::warn!(
-                                session = session_id,
-                                env = s.hello().map_or("?", |h| h.env_id.as_str()),
-                                "env silent past the session timeout: session expired, partial episode discarded"
-                            );
-                        }
-                    }
-                }
+                Job::Expire { session_id } => self.table.expire(session_id),
             }
         }
     }
+}
 
+impl SessionTable {
+    fn new(shared: Arc<Shared>, trace: Option<TraceSink>, max_message_bytes: usize) -> Self {
+        Self {
+            shared,
+            trace,
+            sessions: HashMap::new(),
+            max_message_bytes,
+        }
+    }
+
+    fn expire(&mut self, session_id: u64) {
+        if let Some(mut s) = self.sessions.remove(&session_id) {
+            if s.expire() {
+                tracing::warn!(
+                    session = session_id,
+                    env = s.hello().map_or("?", |h| h.env_id.as_str()),
+                    "env silent past the session timeout: session expired, partial episode discarded"
+                );
+            }
+        }
+    }
     fn handle(
         &mut self,
         session_id: u64,

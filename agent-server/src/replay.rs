@@ -78,6 +78,7 @@ pub fn replay(
             }
         };
         report.records += 1;
+        let direction = rec.direction();
         let Some(env) = rec.envelope else { continue };
         let s = sessions.entry(rec.session_id).or_insert_with(|| {
             order.push(rec.session_id);
@@ -87,7 +88,7 @@ pub fn replay(
                 workload: None,
             }
         });
-        match rec.direction() {
+        match direction {
             Direction::EnvToAgent => {
                 let request_id = env.request_id;
                 match &env.body {
@@ -165,4 +166,82 @@ fn count_outcomes(report: &mut ReplayReport, outcomes: &[malcolm_proto::bridge::
         .iter()
         .filter(|o| o.kind != OutcomeKind::Completed as i32)
         .count() as u64;
+}
+
+impl ReplayReport {
+    /// Miss rate of the outcomes the recording carried.
+    pub fn recorded_miss_rate(&self) -> f64 {
+        if self.recorded_outcomes == 0 {
+            0.0
+        } else {
+            self.recorded_misses as f64 / self.recorded_outcomes as f64
+        }
+    }
+}
+
+/// Re-runs a recorded workload (the tasks the env sent, with their arrivals, origins,
+/// services and deadlines, on the same rack) in the embedded simulator under `factory`.
+pub fn counterfactual(
+    w: &RecordedWorkload,
+    factory: std::sync::Arc<dyn malcolm_policies::PolicyFactory>,
+) -> Result<rack_sim::Report, CounterfactualError> {
+    use malcolm_proto::bridge::Discipline as PbDiscipline;
+    use rack_sim::{Discipline, NodeSpec, Scenario, TraceSource, TraceTask};
+    let nodes: Vec<NodeSpec> = w
+        .hello
+        .nodes
+        .iter()
+        .map(|n| NodeSpec {
+            kind: n.kind.clone(),
+            cores: n.cores,
+            speed: n.speed,
+            discipline: match PbDiscipline::try_from(n.discipline) {
+                Ok(PbDiscipline::Fcfs) => Discipline::fcfs(),
+                Ok(PbDiscipline::ProcessorSharing) => Discipline::processor_sharing(),
+                _ => Discipline::edf(),
+            },
+        })
+        .collect();
+    let mut tasks: Vec<TraceTask> = w
+        .tasks
+        .iter()
+        .map(|t| TraceTask {
+            arrival_ns: t.arrival_ns,
+            origin: t.origin,
+            service_ns: t.service_estimate_ns,
+            deadline_ns: t.deadline_ns,
+            size_bytes: t.size_bytes,
+            class: t.class,
+        })
+        .collect();
+    if tasks.is_empty() {
+        return Err(CounterfactualError::NoTasks(w.hello.env_id.clone()));
+    }
+    tasks.sort_by_key(|t| t.arrival_ns);
+    let mut scenario = Scenario::trace(
+        &format!("replay-{}", w.hello.scenario),
+        nodes,
+        TraceSource::Inline(tasks),
+    );
+    if w.hello.heartbeat_interval_ns > 0 {
+        scenario.heartbeat_interval_ns = w.hello.heartbeat_interval_ns;
+    }
+    let mut sim = rack_sim::RackSim::new(scenario, w.hello.seed)?;
+    let mut t = rack_sim::InProcessTransport::from_factory(factory, w.hello.seed);
+    Ok(rack_sim::run_env_loop(
+        &mut sim,
+        &mut t,
+        &format!("counterfactual-{}", w.hello.env_id),
+        1,
+    )?)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CounterfactualError {
+    #[error("session {0} recorded no tasks")]
+    NoTasks(String),
+    #[error(transparent)]
+    Sim(#[from] rack_sim::SimError),
+    #[error(transparent)]
+    Run(#[from] rack_sim::EnvLoopError),
 }

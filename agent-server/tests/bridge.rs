@@ -12,7 +12,13 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn concurrent_envs_each_get_their_own_lockstep_session() {
-    let srv = start_bridge(Duration::from_secs(30), 1 << 20);
+    for workers in [0, 2] {
+        concurrent_envs(workers);
+    }
+}
+
+fn concurrent_envs(workers: usize) {
+    let srv = start_bridge_with(Duration::from_secs(30), 1 << 20, workers);
     let threads: Vec<_> = (0..4u32)
         .map(|e| {
             let (ctx, ep) = (srv.ctx.clone(), srv.endpoint.clone());
@@ -128,7 +134,13 @@ fn bad_input_gets_an_error_and_the_others_continue() {
 
 #[test]
 fn an_env_that_vanishes_mid_episode_is_expired_and_the_others_continue() {
-    let srv = start_bridge(Duration::from_millis(300), 1 << 20);
+    for workers in [0, 2] {
+        vanishing_env(workers);
+    }
+}
+
+fn vanishing_env(workers: usize) {
+    let srv = start_bridge_with(Duration::from_millis(300), 1 << 20, workers);
     let mut stayer = RawEnv::connect(&srv.ctx, &srv.endpoint);
     stayer.request(Body::Hello(hello(4, "stayer")));
     let mut leaver = RawEnv::connect(&srv.ctx, &srv.endpoint);

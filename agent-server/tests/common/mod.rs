@@ -84,13 +84,18 @@ impl Drop for Running {
 }
 
 pub fn start_bridge(session_timeout: Duration, max_message_bytes: usize) -> Running {
+    start_bridge_with(session_timeout, max_message_bytes, 2)
+}
+
+/// `workers` = 0 handles sessions on the router thread.
+pub fn start_bridge_with(session_timeout: Duration, max_message_bytes: usize, workers: usize) -> Running {
     let ctx = zmq::Context::new();
     let shared = test_shared();
     let bridge = Bridge::bind(
         &ctx,
         BridgeConfig {
             endpoints: vec!["tcp://127.0.0.1:*".into()],
-            workers: 2,
+            workers,
             session_timeout,
             max_message_bytes,
             poll_interval: Duration::from_millis(20),
