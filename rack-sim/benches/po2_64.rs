@@ -16,6 +16,17 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time of this process (user + system), from /proc (10 ms resolution): a rate per CPU
+/// second stays meaningful when other jobs share the cores.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    Some(ticks / 100.0)
+}
+
 fn main() {
     let spec = std::env::args()
         .skip(1)
@@ -26,9 +37,11 @@ fn main() {
     let factory = factory_by_name("po2", &Params::new()).expect("po2");
     let mut sim = RackSim::new(scenario, 1).expect("sim");
     let mut transport = InProcessTransport::from_factory(Arc::from(factory), 1);
+    let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let report = run_env_loop(&mut sim, &mut transport, "bench", 1).expect("run");
     let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| b - a);
     println!("scenario            {spec}");
     println!("tasks               {tasks} ({} measured)", report.finished);
     println!("events              {}", report.events);
@@ -39,6 +52,13 @@ fn main() {
         report.events as f64 / wall / 1e6
     );
     println!("tasks/s             {:.2} M", tasks as f64 / wall / 1e6);
+    if let Some(cpu) = cpu.filter(|&c| c > 0.0) {
+        println!("cpu time            {cpu:.2} s");
+        println!(
+            "events/cpu-s        {:.2} M",
+            report.events as f64 / cpu / 1e6
+        );
+    }
     println!(
         "simulated time      {:.3} s",
         report.sim_time_ns as f64 / 1e9
