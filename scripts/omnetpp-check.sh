@@ -36,7 +36,7 @@ if [ -z "$endpoint" ]; then
     port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     endpoint="tcp://127.0.0.1:$port"
     # shellcheck disable=SC2086
-    "$bin" serve --bind "$endpoint" ${MALCOLM_AGENT_SERVER_ARGS:-} >"$out/agent-server.log" 2>&1 &
+    "$bin" serve --bind "$endpoint" ${MALCOLM_AGENT_SERVER_ARGS:---control 127.0.0.1:0} >"$out/agent-server.log" 2>&1 &
     agent_pid=$!
     sleep 1
     if ! kill -0 "$agent_pid" 2>/dev/null; then
@@ -49,9 +49,10 @@ if [ -z "$endpoint" ]; then
     fi
   fi
 fi
-[ -z "$endpoint" ] && echo "no agent server (set MALCOLM_AGENT_ENDPOINT or build target/release/agent-server): runs use the local fallback policy 'power-of-2'"
+[ -z "$endpoint" ] && echo "no agent server (set MALCOLM_AGENT_ENDPOINT or build target/release/agent-server): runs use the ini's local fallback policy (power-of-2; local in DisciplineCompare)"
 
-# run NAME CONFIG RUNFILTER AGENT(yes|no) [extra opp_run args]
+# run NAME CONFIG RUNFILTER AGENT [extra opp_run args]; AGENT "yes": the agent server when
+# there is one (strict: no fallback), else the ini's fallback policy; "no": the ini's policy.
 run() {
   local name="$1" config="$2" filter="$3" agent="$4"
   shift 4
@@ -61,7 +62,7 @@ run() {
   if [ "$agent" = yes ] && [ -n "$endpoint" ]; then
     args+=("--**.coordinator.agentEndpoint=\"$endpoint\"" "--**.coordinator.fallbackPolicy=\"\"")
   else
-    args+=("--**.coordinator.agentEndpoint=\"\"" "--**.coordinator.fallbackPolicy=\"power-of-2\"")
+    args+=("--**.coordinator.agentEndpoint=\"\"")
   fi
   if (cd "$root/ini" && "$OPP_RUN" "${args[@]}" "$@" omnetpp.ini) >"$out/$name.log" 2>&1; then
     grep -h '^\[malcolm\]' "$out/$name.log" | tail -n 1 | sed "s/^/      $name: /"
@@ -106,15 +107,22 @@ if run incast-pfc-on Incast '$fanIn==9 && $pfc==true && $repetition==0' yes &&
     pass "PFC off: $off_drops frames dropped" || fail "PFC off: drops $off_drops, pauses $off_pauses"
 fi
 
-echo "== 3. EDF vs FCFS on the same workload (DisciplineCompare, same seeds)"
+echo "== 3. EDF vs FCFS on the same workload (DisciplineCompare: same seeds, tasks run where they arrive)"
+met() { sum_scalar "$1" '.*\.scheduler' 'completed:count'; }
 if run edf DisciplineCompare '$discipline=="edf" && $repetition==0' no &&
    run fcfs DisciplineCompare '$discipline=="fcfs" && $repetition==0' no; then
-  edf_met="$(sum_scalar "$out/edf" '.*\.scheduler' 'completed:count')"
-  fcfs_met="$(sum_scalar "$out/fcfs" '.*\.scheduler' 'completed:count')"
+  edf_met="$(met "$out/edf")"
+  fcfs_met="$(met "$out/fcfs")"
   edf_all="$(sum_scalar "$out/edf" '.*\.scheduler' '(completed|missed|dropped):count')"
-  echo "      deadlines met: EDF $edf_met, FCFS $fcfs_met (EDF tasks finished or dropped: $edf_all)"
+  fcfs_all="$(sum_scalar "$out/fcfs" '.*\.scheduler' '(completed|missed|dropped):count')"
+  echo "      deadlines met: EDF $edf_met of $edf_all tasks, FCFS $fcfs_met of $fcfs_all tasks"
   python3 -c "import sys; sys.exit(0 if float('$edf_met') > float('$fcfs_met') else 1)" &&
     pass "EDF meets more deadlines than FCFS" || fail "EDF $edf_met vs FCFS $fcfs_met deadlines met"
+  # For information: the same comparison when power-of-2 spreads the tasks.
+  if run edf-po2 DisciplineCompare '$discipline=="edf" && $repetition==0' no '--**.coordinator.fallbackPolicy="power-of-2"' &&
+     run fcfs-po2 DisciplineCompare '$discipline=="fcfs" && $repetition==0' no '--**.coordinator.fallbackPolicy="power-of-2"'; then
+    echo "      with power-of-2 placement: EDF $(met "$out/edf-po2") met, FCFS $(met "$out/fcfs-po2") met"
+  fi
 fi
 
 echo "== 4. heartbeat bytes on the wire equal the golden vectors"
@@ -124,6 +132,12 @@ if run golden HeartbeatGolden 0 no; then
   mismatched="$(sum_scalar "$out/golden" '.*\.node\[1\]\.app' goldenHeartbeatsMismatched)"
   python3 -c "import sys; e,m,x=float('$expected'),float('$matched'),float('$mismatched'); sys.exit(0 if e >= 9 and m == e and x == 0 else 1)" &&
     pass "$matched of $expected golden heartbeats arrived byte-identical" || fail "golden heartbeats: expected $expected matched $matched mismatched $mismatched"
+fi
+
+echo "== PFC storm (information): a slow receiver's PAUSEs spread to its senders"
+if [ -d "$out/all-PfcStorm" ]; then
+  d="$out/all-PfcStorm"
+  echo "      node 0 NIC PAUSEs to the ToR: $(sum_scalar "$d" '.*\.node\[0\]\.nic' 'pauseFramesSent:count'); ToR PAUSEs upstream: $(sum_scalar "$d" '.*\.tor' pauseFramesSentTotal) to $(sum_scalar "$d" '.*\.tor' portsThatSentPause) ports (max XOFF pairs $(sum_scalar "$d" '.*\.tor' 'pausedIngressPorts:max')); senders paused $(python3 -c "print(round(100*float('$(sum_scalar "$d" '.*\.node\[[1-4]\]\.nic' 'pausedFraction:timeavg')')/4))")% of the time"
 fi
 
 echo "== 5. sim speed, Hetero (events per wall-clock second)"
