@@ -86,7 +86,7 @@ print(sum(float(r["value"]) for r in rows) if rows else "nan")' "$2" "$3"
 }
 
 echo "== 1. every config runs to completion in Cmdenv (first run, sim-time-limit ${simtime:-from ini})"
-for c in Hetero Ideal DisciplineCompare PfcStorm Incast HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden; do
+for c in Hetero Ideal DisciplineCompare PfcStorm Incast HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
   run "all-$c" "$c" 0 yes && pass "$c"
 done
 

@@ -21,7 +21,11 @@ pb::Hello buildHello(const std::string& envId, const std::string& scenario, uint
         n->set_cores(nodes[i].cores);
         n->set_speed(nodes[i].speed);
         n->set_kind(nodes[i].kind);
-        n->set_discipline(nodes[i].discipline == Discipline::Edf ? pb::DISCIPLINE_EDF : pb::DISCIPLINE_FCFS);
+        switch (nodes[i].discipline) {
+            case Discipline::Edf: n->set_discipline(pb::DISCIPLINE_EDF); break;
+            case Discipline::Fcfs: n->set_discipline(pb::DISCIPLINE_FCFS); break;
+            case Discipline::ProcessorSharing: n->set_discipline(pb::DISCIPLINE_PROCESSOR_SHARING); break;
+        }
     }
     hello.mutable_sth()->set_buckets(kSthBuckets);
     hello.mutable_sth()->set_fine_width_us(static_cast<uint32_t>(kSthFineWidthUs));

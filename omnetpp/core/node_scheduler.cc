@@ -1,5 +1,6 @@
 #include "node_scheduler.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -34,6 +35,45 @@ bool NodeScheduler::readyEmpty() const
     return config_.discipline == Discipline::Edf ? edf_.empty() : fifo_.empty();
 }
 
+bool NodeScheduler::psLater(const PsEntry& a, const PsEntry& b)
+{
+    if (a.finishV != b.finishV)
+        return a.finishV > b.finishV;
+    return a.seq > b.seq;
+}
+
+double NodeScheduler::psRate() const
+{
+    size_t n = ps_.size(), k = static_cast<size_t>(config_.cores);
+    return n <= k ? 1.0 : double(k) / double(n);
+}
+
+void NodeScheduler::psAdvance(uint64_t nowNs)
+{
+    if (nowNs > psLastNs_ && !ps_.empty())
+        psV_ += double(nowNs - psLastNs_) * psRate();
+    psLastNs_ = nowNs;
+}
+
+void NodeScheduler::psSetBusy(uint64_t nowNs)
+{
+    int busy = static_cast<int>(std::min<size_t>(ps_.size(), static_cast<size_t>(config_.cores)));
+    busyAccumulatedNs_ += uint64_t(psBusy_) * (nowNs - psBusySinceNs_);
+    psBusySinceNs_ = nowNs;
+    psBusy_ = busy;
+}
+
+void NodeScheduler::psReschedule(uint64_t nowNs)
+{
+    psSetBusy(nowNs);
+    if (ps_.empty()) {
+        psEndNs_ = kNever;
+        return;
+    }
+    double left = std::max(0.0, ps_.front().finishV - psV_) / psRate();
+    psEndNs_ = nowNs + static_cast<uint64_t>(std::ceil(left));
+}
+
 Task NodeScheduler::popReady()
 {
     if (config_.discipline == Discipline::Edf)
@@ -55,6 +95,8 @@ void NodeScheduler::record(std::vector<TaskOutcomeRecord>& out, const Task& task
 
 void NodeScheduler::poll(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
 {
+    if (config_.discipline == Discipline::ProcessorSharing)
+        psAdvance(nowNs);  // before the share changes
     for (size_t n = 0; n < config_.ingressBatch && !ingress_.empty(); n++) {
         Task t = ingress_.front();
         ingress_.pop_front();
@@ -62,15 +104,37 @@ void NodeScheduler::poll(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
             if (!edf_.admit(t, nowNs))
                 record(out, t, OutcomeKind::Dropped, nowNs);  // early drop: cannot make it
         }
+        else if (config_.discipline == Discipline::Fcfs) {
+            fifo_.push_back(t);  // baselines: no admission control
+        }
         else {
-            fifo_.push_back(t);  // FCFS baseline: no admission control
+            ps_.push_back({psV_ + double(t.remainingNs), ++psSeq_, t});
+            std::push_heap(ps_.begin(), ps_.end(), psLater);
         }
     }
-    dispatch(nowNs, out);
+    if (config_.discipline == Discipline::ProcessorSharing)
+        psReschedule(nowNs);
+    else
+        dispatch(nowNs, out);
 }
 
 void NodeScheduler::onCoreTimer(int coreIndex, uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
 {
+    if (config_.discipline == Discipline::ProcessorSharing) {
+        if (coreIndex != 0 || psEndNs_ != nowNs)
+            throw std::logic_error("NodeScheduler::onCoreTimer: PS timer does not match");
+        psAdvance(nowNs);
+        // Every task whose work is done (within rounding of the ns clock) completes.
+        while (!ps_.empty() && ps_.front().finishV <= psV_ + 1.0) {
+            std::pop_heap(ps_.begin(), ps_.end(), psLater);
+            Task t = ps_.back().task;
+            ps_.pop_back();
+            t.remainingNs = 0;
+            record(out, t, t.deadlineNs >= nowNs ? OutcomeKind::Completed : OutcomeKind::Missed, nowNs);
+        }
+        psReschedule(nowNs);
+        return;
+    }
     Core& core = cores_.at(coreIndex);
     if (!core.busy || core.endNs != nowNs)
         throw std::logic_error("NodeScheduler::onCoreTimer: core timer does not match");
@@ -109,7 +173,7 @@ void NodeScheduler::dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out
             break;
         if (!core.busy) {
             Task t = popReady();
-            startOnCore(core, t, nowNs, t.preempted);
+            startOnCore(core, t, nowNs, false);  // resuming costs nothing (rack-sim's model)
         }
     }
     if (config_.discipline != Discipline::Edf)
@@ -136,11 +200,15 @@ void NodeScheduler::dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out
 
 uint64_t NodeScheduler::coreTimerNs(int core) const
 {
+    if (config_.discipline == Discipline::ProcessorSharing)
+        return core == 0 ? psEndNs_ : kNever;
     return cores_.at(core).endNs;
 }
 
 int NodeScheduler::busyCores() const
 {
+    if (config_.discipline == Discipline::ProcessorSharing)
+        return psBusy_;
     int n = 0;
     for (const Core& c : cores_)
         n += c.busy;
@@ -149,7 +217,7 @@ int NodeScheduler::busyCores() const
 
 size_t NodeScheduler::queuedTasks() const
 {
-    return ingress_.size() + (config_.discipline == Discipline::Edf ? edf_.size() : fifo_.size());
+    return ingress_.size() + edf_.size() + fifo_.size() + ps_.size();
 }
 
 SlackHistogram NodeScheduler::sth(uint64_t nowNs) const
@@ -164,6 +232,11 @@ SlackHistogram NodeScheduler::sth(uint64_t nowNs) const
         add(t, t.remainingNs);
     for (const Task& t : fifo_)
         add(t, t.remainingNs);
+    for (const PsEntry& e : ps_) {
+        // Remaining work at the current share, as of nowNs.
+        double v = psV_ + (nowNs > psLastNs_ ? double(nowNs - psLastNs_) * psRate() : 0.0);
+        add(e.task, static_cast<uint64_t>(std::max(0.0, e.finishV - v)));
+    }
     for (const Core& c : cores_) {
         if (!c.busy)
             continue;
@@ -176,6 +249,8 @@ SlackHistogram NodeScheduler::sth(uint64_t nowNs) const
 uint64_t NodeScheduler::busyNs(uint64_t nowNs) const
 {
     uint64_t total = busyAccumulatedNs_;
+    if (config_.discipline == Discipline::ProcessorSharing)
+        return total + uint64_t(psBusy_) * (nowNs > psBusySinceNs_ ? nowNs - psBusySinceNs_ : 0);
     for (const Core& c : cores_)
         if (c.busy && nowNs > c.busySinceNs)
             total += nowNs - c.busySinceNs;

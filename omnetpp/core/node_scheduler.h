@@ -1,8 +1,12 @@
 // One server's execution model (SPEC section 6), framework-free and event driven: an
-// ingress ring drained in batches by a polling dispatcher, a ready queue (EDF heap or FCFS
-// FIFO), k cores of speed v, a context-switch cost paid when a core switches away from a
-// preempted task and when a preempted task resumes. The caller owns the clock: it calls
-// poll() when the dispatcher runs and onCoreTimer() when coreTimerNs(c) is reached.
+// ingress ring drained in batches by a polling dispatcher, a ready queue (EDF heap, FCFS
+// FIFO, or processor sharing), k cores of speed v. EDF: early drop at admission, lazy
+// pruning at the head, cooperative preemption with a context-switch cost paid by the
+// preempting task (a preempted task resumes without one), as in rack-sim's node model.
+// FCFS and PS are baselines: no admission control, tasks run to completion (late or not).
+// PS shares the k cores equally among all tasks, at most one core per task.
+// The caller owns the clock: it calls poll() when the dispatcher runs and onCoreTimer() when
+// coreTimerNs(c) is reached (PS uses core 0's timer for its next completion).
 #pragma once
 
 #include <cstdint>
@@ -16,7 +20,7 @@
 
 namespace malcolm {
 
-enum class Discipline { Edf, Fcfs };
+enum class Discipline { Edf, Fcfs, ProcessorSharing };
 
 struct NodeSchedulerConfig
 {
@@ -70,7 +74,19 @@ class NodeScheduler
         uint64_t busySinceNs = 0;
     };
 
+    struct PsEntry
+    {
+        double finishV;  // virtual time at which the task has received all its work
+        uint64_t seq;
+        Task task;
+    };
+
+    static bool psLater(const PsEntry& a, const PsEntry& b);
     uint64_t workNsOnThisNode(uint64_t serviceRefNs) const;
+    double psRate() const;  // work-ns each PS task receives per ns
+    void psAdvance(uint64_t nowNs);
+    void psReschedule(uint64_t nowNs);
+    void psSetBusy(uint64_t nowNs);
     bool readyEmpty() const;
     Task popReady();
     void dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out);
@@ -82,6 +98,10 @@ class NodeScheduler
     EdfReadyQueue edf_;
     std::deque<Task> fifo_;
     std::vector<Core> cores_;
+    std::vector<PsEntry> ps_;  // min-heap by finishV
+    double psV_ = 0;
+    uint64_t psLastNs_ = 0, psSeq_ = 0, psEndNs_ = kNever, psBusySinceNs_ = 0;
+    int psBusy_ = 0;
     uint64_t busyAccumulatedNs_ = 0;
     uint64_t preemptions_ = 0;
     uint64_t contextSwitches_ = 0;

@@ -25,8 +25,10 @@ void EdfScheduler::initialize(int stage)
             c.discipline = Discipline::Edf;
         else if (discipline == "fcfs")
             c.discipline = Discipline::Fcfs;
+        else if (discipline == "ps")
+            c.discipline = Discipline::ProcessorSharing;
         else
-            throw cRuntimeError("discipline must be \"edf\" or \"fcfs\", got \"%s\"", discipline.c_str());
+            throw cRuntimeError("discipline must be \"edf\", \"fcfs\" or \"ps\", got \"%s\"", discipline.c_str());
         c.cores = par("cores").intValue();
         c.speed = par("speed").doubleValue();
         if (c.cores < 1 || !(c.speed > 0))

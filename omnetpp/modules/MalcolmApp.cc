@@ -164,26 +164,16 @@ void MalcolmApp::loadTrace(const std::string& path)
     std::ifstream in(path);
     if (!in)
         throw cRuntimeError("cannot open taskTraceFile '%s'", path.c_str());
-    std::string line;
-    int lineNo = 0;
-    while (std::getline(in, line)) {
-        lineNo++;
-        if (line.empty() || line[0] == '#' || (lineNo == 1 && line.find("arrival") != std::string::npos))
-            continue;
-        auto f = splitCsv(line);
-        if (f.size() < 5)
-            throw cRuntimeError("%s:%d: expected arrival_ns,origin,size_bytes,service_ns,deadline_ns[,class]", path.c_str(), lineNo);
-        try {
-            if (std::stoi(f[1]) != nodeId_)
-                continue;
-            trace_.push_back({std::stoull(f[0]), std::stoull(f[2]), std::stoull(f[3]), std::stoull(f[4]),
-                              f.size() > 5 ? static_cast<uint32_t>(std::stoul(f[5])) : 0u});
-        }
-        catch (const std::exception& e) {
-            throw cRuntimeError("%s:%d: %s", path.c_str(), lineNo, e.what());
-        }
+    try {
+        for (const TraceTask& t : readTaskTrace(in, path))
+            if (t.origin == static_cast<uint32_t>(nodeId_))
+                trace_.push_back(t);
+            else if (t.origin >= static_cast<uint32_t>(numNodes_))
+                throw cRuntimeError("%s: task origin %u but the rack has %d nodes", path.c_str(), t.origin, numNodes_);
     }
-    std::sort(trace_.begin(), trace_.end(), [](const TraceRow& a, const TraceRow& b) { return a.arrivalNs < b.arrivalNs; });
+    catch (const TraceFormatError& e) {
+        throw cRuntimeError("%s", e.what());
+    }
 }
 
 void MalcolmApp::handleMessage(cMessage *msg)
@@ -195,8 +185,8 @@ void MalcolmApp::handleMessage(cMessage *msg)
     switch (msg->getKind()) {
         case KIND_ARRIVAL:
             if (useTrace_) {
-                const TraceRow& r = trace_[traceNext_++];
-                generateTask(r.serviceNs, r.deadlineNs, static_cast<uint32_t>(r.sizeBytes), r.taskClass);
+                const TraceTask& r = trace_[traceNext_++];
+                generateTask(r.serviceNs, r.deadlineNs, r.sizeBytes, r.taskClass);
                 if (traceNext_ < trace_.size())
                     scheduleAt(std::max(simTime(), fromNs(trace_[traceNext_].arrivalNs)), arrivalTimer_);
             }

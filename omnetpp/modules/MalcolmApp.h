@@ -8,6 +8,7 @@
 
 #include "heartbeat.h"
 #include "task.h"
+#include "task_trace.h"
 #include "workload.h"
 
 namespace malcolm {
@@ -44,12 +45,6 @@ class MalcolmApp : public cSimpleModule
     void finish() override;
 
   private:
-    struct TraceRow
-    {
-        uint64_t arrivalNs, sizeBytes, serviceNs, deadlineNs;
-        uint32_t taskClass;
-    };
-
     void readServiceLaw();
     void loadTrace(const std::string& path);
     void scheduleNextArrival();
@@ -66,7 +61,7 @@ class MalcolmApp : public cSimpleModule
     double deadlineFactor_ = 3;
     double arrivalRatePerS_ = 0;  // this node's Poisson rate
     simtime_t stopTime_;
-    std::vector<TraceRow> trace_;
+    std::vector<TraceTask> trace_;  // this node's tasks of the trace
     size_t traceNext_ = 0;
     bool useTrace_ = false;
     int dataPriority_ = 3, hbPriority_ = 6;
