@@ -5,7 +5,9 @@ use malcolm_agents::features::{CANDIDATE_FEATURES, SHARED_FEATURES};
 use malcolm_agents::replay::Transition;
 use malcolm_agents::{IqnConfig, Learner, StrictFactory};
 use malcolm_policies::{Decision, Mode, PolicyFactory};
-use malcolm_proto::bridge::{GlobalStateView, HeartbeatFields, Hello, NodeSpec, NodeState, PendingTask, Step, Sth};
+use malcolm_proto::bridge::{
+    GlobalStateView, HeartbeatFields, Hello, NodeSpec, NodeState, PendingTask, Step, Sth,
+};
 use malcolm_proto::Heartbeat;
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -33,7 +35,16 @@ fn step(rng: &mut impl Rng, index: u64) -> Step {
     let now = 1_000_000 + index * 10_000;
     let bytes: Vec<u8> = (0..NODES)
         .flat_map(|i| {
-            Heartbeat::from_values(i as u8, 0, rng.random_range(0..1500), 5, 50, rng.random_range(0..40), 0).encode()
+            Heartbeat::from_values(
+                i as u8,
+                0,
+                rng.random_range(0..1500),
+                5,
+                50,
+                rng.random_range(0..40),
+                0,
+            )
+            .encode()
         })
         .collect();
     Step {

@@ -149,7 +149,10 @@ pub fn read(path: &Path) -> Result<Decoded, CheckpointError> {
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         if view.dtype() != safetensors::Dtype::F32 {
-            return Err(format(format!("tensor {name} is {:?}, not F32", view.dtype())));
+            return Err(format(format!(
+                "tensor {name} is {:?}, not F32",
+                view.dtype()
+            )));
         }
         let data = view
             .data()

@@ -225,7 +225,10 @@ impl IqnConfig {
         if !(0.0..=1.0).contains(&self.discount) {
             return Err(format!("discount {} not in [0, 1]", self.discount));
         }
-        if !(self.lr > 0.0) || !(self.kappa > 0.0) || !(self.reward_scale > 0.0) {
+        if [self.lr, self.kappa, self.reward_scale]
+            .iter()
+            .any(|v| v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+        {
             return Err("lr, kappa and reward_scale must be > 0".into());
         }
         if self.target_update_every == 0 || self.publish_every == 0 {
@@ -282,7 +285,9 @@ impl MalcolmConfig {
         if self.consensus_every == 0 {
             return Err("consensus_every must be > 0".into());
         }
-        if !(0.0..=1.0).contains(&self.discount) || !(self.lr > 0.0) {
+        if !(0.0..=1.0).contains(&self.discount)
+            || self.lr.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return Err("discount must be in [0, 1] and lr > 0".into());
         }
         Ok(())

@@ -153,9 +153,9 @@ impl FeatureBuilder {
     /// candidate features into `cand` (len n * [`CANDIDATE_FEATURES`]).
     ///
     /// Shared: origin STH bucket fractions (16); ln(1+total)/4; slog(min slack); ln(1+sum
-    /// load)/8; origin utilisation; ln(1+service)/5; slog(deadline - now); slog(deadline - now
-    /// - service); ln(1+size KiB)/5; class; mean rho/2; panic fraction; mean ln(1+queue)/4;
-    /// ln(n)/5.
+    /// load)/8; origin utilisation; ln(1+service)/5; slog(deadline - now); slog(slack on a
+    /// reference core); ln(1+size KiB)/5; class; mean rho/2; panic fraction; mean
+    /// ln(1+queue)/4; ln(n)/5.
     ///
     /// Candidate: rho/2 (clipped at 4); slog(p10); slog(p50); ln(1+queue)/4; panic; idle;
     /// ln(1+age)/8; missing; speed; ln(cores)/3; is origin; slog(slack if started now on the
@@ -180,9 +180,9 @@ impl FeatureBuilder {
         let node: &NodeState = &step.nodes[origin];
         let sth = node.sth.clone().unwrap_or_default();
         let total = sth.total_tasks.max(1) as f32;
-        for b in 0..STH_BUCKETS {
+        for (b, slot) in shared.iter_mut().enumerate().take(STH_BUCKETS) {
             let count = sth.buckets.get(b).copied().unwrap_or(0) as f32;
-            shared[b] = if sth.total_tasks == 0 {
+            *slot = if sth.total_tasks == 0 {
                 0.0
             } else {
                 count / total

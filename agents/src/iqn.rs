@@ -64,7 +64,12 @@ impl IqnNet {
             // computed once per task, not once per candidate.
             fc_cand: nn::linear(root / "fc_cand", arch.candidate_features as i64, h, no_bias),
             fc2: nn::linear(root / "fc2", h, h, Default::default()),
-            fc_tau: nn::linear(root / "fc_tau", arch.cos_embed as i64, h, Default::default()),
+            fc_tau: nn::linear(
+                root / "fc_tau",
+                arch.cos_embed as i64,
+                h,
+                Default::default(),
+            ),
             out: nn::linear(root / "out", h, 1, Default::default()),
         }
     }
@@ -143,7 +148,9 @@ pub fn midpoint_taus(alpha: f64, k: usize) -> Vec<f32> {
 
 /// A tensor [rows, k] from a flat f32 buffer.
 pub fn taus_tensor(taus: &[f32], rows: i64) -> Tensor {
-    Tensor::from_slice(taus).view([rows, -1]).to_device(Device::Cpu)
+    Tensor::from_slice(taus)
+        .view([rows, -1])
+        .to_device(Device::Cpu)
 }
 
 #[cfg(test)]
@@ -175,17 +182,41 @@ mod tests {
     fn quantile_huber_hand_values() {
         // target 1, prediction 0: u = 1 > 0, huber 0.5, weight tau.
         for tau in [0.1f32, 0.5, 0.9] {
-            let l = quantile_huber_loss(&t(&[0.0]).view([1, 1]), &t(&[tau]).view([1, 1]), &t(&[1.0]).view([1, 1]), 1.0, None);
+            let l = quantile_huber_loss(
+                &t(&[0.0]).view([1, 1]),
+                &t(&[tau]).view([1, 1]),
+                &t(&[1.0]).view([1, 1]),
+                1.0,
+                None,
+            );
             assert!((l.double_value(&[]) - 0.5 * tau as f64).abs() < 1e-6);
         }
         // Over-estimation (prediction 1, target 0): weight 1 - tau.
-        let l = quantile_huber_loss(&t(&[1.0]).view([1, 1]), &t(&[0.9]).view([1, 1]), &t(&[0.0]).view([1, 1]), 1.0, None);
+        let l = quantile_huber_loss(
+            &t(&[1.0]).view([1, 1]),
+            &t(&[0.9]).view([1, 1]),
+            &t(&[0.0]).view([1, 1]),
+            1.0,
+            None,
+        );
         assert!((l.double_value(&[]) - 0.5 * 0.1).abs() < 1e-6);
         // Linear region: |u| = 3 -> kappa (|u| - kappa/2) = 2.5, tau 0.25 -> 0.625.
-        let l = quantile_huber_loss(&t(&[0.0]).view([1, 1]), &t(&[0.25]).view([1, 1]), &t(&[3.0]).view([1, 1]), 1.0, None);
+        let l = quantile_huber_loss(
+            &t(&[0.0]).view([1, 1]),
+            &t(&[0.25]).view([1, 1]),
+            &t(&[3.0]).view([1, 1]),
+            1.0,
+            None,
+        );
         assert!((l.double_value(&[]) - 0.625).abs() < 1e-6);
         // kappa = 2, u = 1: 0.5 u^2 / kappa = 0.25, tau 1.0 -> 0.25.
-        let l = quantile_huber_loss(&t(&[0.0]).view([1, 1]), &t(&[1.0]).view([1, 1]), &t(&[1.0]).view([1, 1]), 2.0, None);
+        let l = quantile_huber_loss(
+            &t(&[0.0]).view([1, 1]),
+            &t(&[1.0]).view([1, 1]),
+            &t(&[1.0]).view([1, 1]),
+            2.0,
+            None,
+        );
         assert!((l.double_value(&[]) - 0.25).abs() < 1e-6);
         // Sum over N, mean over N': preds (0, 0) at taus (0.2, 0.6); targets (1, -1).
         // j=target 1: 0.5*0.2 + 0.5*0.6 = 0.4; j=target -1: 0.5*0.8 + 0.5*0.4 = 0.6; mean 0.5.
@@ -214,10 +245,15 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let net = IqnNet::new(&vs.root(), IqnArch::new(16, 64));
         let shared = Tensor::randn([2, SHARED_FEATURES as i64], (Kind::Float, Device::Cpu));
-        let cand = Tensor::randn([2, 5, CANDIDATE_FEATURES as i64], (Kind::Float, Device::Cpu));
+        let cand = Tensor::randn(
+            [2, 5, CANDIDATE_FEATURES as i64],
+            (Kind::Float, Device::Cpu),
+        );
         let taus = taus_tensor(&midpoint_taus(0.1, 8).repeat(2), 2);
         let psi = net.psi(&shared, &cand);
-        let q = net.quantiles(&psi, &net.phi(&taus)).mean_dim(-1, false, Kind::Float);
+        let q = net
+            .quantiles(&psi, &net.phi(&taus))
+            .mean_dim(-1, false, Kind::Float);
         let fast = net.mean_over_taus(&psi, &taus);
         let diff = (q - fast).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");

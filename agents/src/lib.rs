@@ -18,12 +18,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod features;
 pub mod iqn;
-
+pub mod malcolm;
 pub mod replay;
 pub mod strict;
 
 pub use config::{AgentsConfig, IqnConfig, MalcolmConfig, RewardParams};
-
+pub use malcolm::MalcolmFactory;
 pub use strict::{Learner, StrictFactory};
 
 use malcolm_policies::{PolicyError, PolicyFactory};
@@ -40,6 +40,7 @@ pub fn factory_by_name(
 ) -> Result<Arc<dyn PolicyFactory>, PolicyError> {
     match name {
         "malcolm-strict" | "iqn" => Ok(Arc::new(StrictFactory::new(config.iqn.clone())?)),
+        "malcolm" => Ok(Arc::new(MalcolmFactory::new(config.malcolm.clone())?)),
 
         other => Err(PolicyError::UnknownPolicy(other.to_string())),
     }

@@ -122,7 +122,9 @@ impl Replay {
             bootstrap: Tensor::from_slice(&boot),
             next_shared: Tensor::from_slice(&next_shared).view([b, s as i64]),
             next_cand: Tensor::from_slice(&next_cand).view([b, m as i64, c as i64]),
-            next_mask: Tensor::from_slice(&mask).view([b, m as i64]).to_kind(Kind::Bool),
+            next_mask: Tensor::from_slice(&mask)
+                .view([b, m as i64])
+                .to_kind(Kind::Bool),
         }
     }
 }
@@ -138,7 +140,11 @@ mod tests {
             chosen: vec![r; CANDIDATE_FEATURES].into(),
             reward: r,
             bootstrap: n > 0,
-            next_shared: if n > 0 { vec![r; SHARED_FEATURES].into() } else { Box::new([]) },
+            next_shared: if n > 0 {
+                vec![r; SHARED_FEATURES].into()
+            } else {
+                Box::new([])
+            },
             next_cand: vec![r; n * CANDIDATE_FEATURES].into(),
         }
     }
@@ -160,7 +166,10 @@ mod tests {
         assert_eq!(b.next_cand.size()[1], 2);
         assert_eq!(b.shared.size(), vec![64, SHARED_FEATURES as i64]);
         // Each row's mask count equals its next rack size (or 1 for terminal rows).
-        let counts = b.next_mask.to_kind(Kind::Float).sum_dim_intlist(1, false, Kind::Float);
+        let counts = b
+            .next_mask
+            .to_kind(Kind::Float)
+            .sum_dim_intlist(1, false, Kind::Float);
         for i in 0..64 {
             let rew = b.reward.double_value(&[i]);
             let want = match rew as i32 {

@@ -188,17 +188,22 @@ impl Learner {
                 .target
                 .mean_over_taus(&psi_next, &select_taus)
                 .masked_fill(&batch.next_mask.logical_not(), f64::NEG_INFINITY);
-            let a_next = cvar.argmax(1, false).view([b as i64, 1, 1]).expand([b as i64, 1, h], false);
+            let a_next = cvar
+                .argmax(1, false)
+                .view([b as i64, 1, 1])
+                .expand([b as i64, 1, h], false);
             let psi_a = psi_next.gather(1, &a_next, false);
             let q_next = self
                 .target
                 .quantiles(&psi_a, &self.target.phi(&target_taus))
                 .squeeze_dim(1);
-            batch.reward.unsqueeze(1)
-                + (batch.bootstrap.unsqueeze(1) * c.discount) * q_next
+            batch.reward.unsqueeze(1) + (batch.bootstrap.unsqueeze(1) * c.discount) * q_next
         });
         let psi = self.online.psi(&batch.shared, &batch.chosen);
-        let pred = self.online.quantiles(&psi, &self.online.phi(&taus)).squeeze_dim(1);
+        let pred = self
+            .online
+            .quantiles(&psi, &self.online.phi(&taus))
+            .squeeze_dim(1);
         let loss = quantile_huber_loss(&pred, &taus, &target, c.kappa, None);
         self.adam.zero_grad();
         loss.backward();
@@ -210,7 +215,7 @@ impl Learner {
         } else {
             self.loss_ema + LOSS_EMA * (l - self.loss_ema)
         };
-        if self.updates % c.target_update_every == 0 {
+        if self.updates.is_multiple_of(c.target_update_every) {
             self.sync_target();
         }
         l
@@ -255,7 +260,10 @@ impl Learner {
             .iter()
             .zip(&online)
             .map(|((n, data), (_, like))| {
-                (format!("policy.{n}"), Tensor::from_slice(data).view(like.size().as_slice()))
+                (
+                    format!("policy.{n}"),
+                    Tensor::from_slice(data).view(like.size().as_slice()),
+                )
             })
             .collect();
         for (n, t) in &acting {
@@ -263,17 +271,24 @@ impl Learner {
         }
         let meta = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
-            ("arch".into(), serde_json::to_string(&self.arch).expect("arch json")),
-            ("config".into(), serde_json::to_string(&self.config).expect("config json")),
+            (
+                "arch".into(),
+                serde_json::to_string(&self.arch).expect("arch json"),
+            ),
+            (
+                "config".into(),
+                serde_json::to_string(&self.config).expect("config json"),
+            ),
             ("updates".into(), self.updates.to_string()),
             ("adam_step".into(), self.adam.step.to_string()),
             ("policy_version".into(), self.policy_version.to_string()),
             ("replay_pushed".into(), self.replay.pushed.to_string()),
         ]);
-        let bytes = checkpoint::encode(&tensors, meta).map_err(|reason| CheckpointError::Format {
-            path: path.into(),
-            reason,
-        })?;
+        let bytes =
+            checkpoint::encode(&tensors, meta).map_err(|reason| CheckpointError::Format {
+                path: path.into(),
+                reason,
+            })?;
         let n = checkpoint::atomic_write(path, &bytes)?;
         Ok(CheckpointInfo {
             path: path.into(),
@@ -316,8 +331,11 @@ impl Learner {
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| incompatible(format!("metadata {k} missing or not a number")))
         };
-        let (updates, adam_step, version) =
-            (counter("updates")?, counter("adam_step")?, counter("policy_version")?);
+        let (updates, adam_step, version) = (
+            counter("updates")?,
+            counter("adam_step")?,
+            counter("policy_version")?,
+        );
         // Check every tensor before copying any, so a bad file leaves the learner as it was.
         let mut online = sorted_vars(&self.online_vs);
         let mut target = sorted_vars(&self.target_vs);
@@ -325,8 +343,16 @@ impl Learner {
         let expected = online
             .iter()
             .map(|(n, t)| (format!("online.{n}"), t.size()))
-            .chain(online.iter().map(|(n, t)| (format!("policy.{n}"), t.size())))
-            .chain(target.iter().map(|(n, t)| (format!("target.{n}"), t.size())))
+            .chain(
+                online
+                    .iter()
+                    .map(|(n, t)| (format!("policy.{n}"), t.size())),
+            )
+            .chain(
+                target
+                    .iter()
+                    .map(|(n, t)| (format!("target.{n}"), t.size())),
+            )
             .chain(
                 self.adam
                     .state()
@@ -338,7 +364,9 @@ impl Learner {
             match d.tensors.get(&name) {
                 Some((_, shape)) if *shape == want => {}
                 Some((_, shape)) => {
-                    return Err(incompatible(format!("{name} has shape {shape:?}, want {want:?}")))
+                    return Err(incompatible(format!(
+                        "{name} has shape {shape:?}, want {want:?}"
+                    )))
                 }
                 None => return Err(incompatible(format!("tensor {name} missing"))),
             }
@@ -399,8 +427,14 @@ fn uniform_taus(rng: &mut impl Rng, rows: usize, k: usize, hi: f64) -> Tensor {
 enum Control {
     /// Answered once the learner has finished what it was doing (used by `set_mode`).
     Barrier(mpsc::Sender<()>),
-    Save(PathBuf, mpsc::Sender<Result<CheckpointInfo, CheckpointError>>),
-    Load(PathBuf, mpsc::Sender<Result<CheckpointInfo, CheckpointError>>),
+    Save(
+        PathBuf,
+        mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
+    ),
+    Load(
+        PathBuf,
+        mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
+    ),
     Shutdown,
 }
 
@@ -552,7 +586,7 @@ fn learner_loop(
             learner.owed -= 1.0;
             learner.update();
             // Eval and frozen never see new weights, even from an update already under way.
-            if learner.updates % publish_every == 0 && shared.mode() == Mode::Train {
+            if learner.updates.is_multiple_of(publish_every) && shared.mode() == Mode::Train {
                 let snap = learner.publish();
                 shared.publish(snap);
             }
@@ -725,7 +759,8 @@ impl StrictPolicy {
     }
 
     fn try_emit(&mut self, task_id: u64) {
-        let ready = matches!(self.pending.get(&task_id), Some(p) if p.reward.is_some() && p.next.is_some());
+        let ready =
+            matches!(self.pending.get(&task_id), Some(p) if p.reward.is_some() && p.next.is_some());
         if !ready {
             return;
         }
@@ -803,7 +838,10 @@ impl Policy for StrictPolicy {
             let shared = Tensor::from_slice(&self.shared_buf).view([t as i64, s as i64]);
             let cand = Tensor::from_slice(&self.cand_buf).view([t as i64, n as i64, c as i64]);
             let psi = self.net.psi(&shared, &cand);
-            self.net.mean_over_taus(&psi, &taus).to_kind(Kind::Float).contiguous()
+            self.net
+                .mean_over_taus(&psi, &taus)
+                .to_kind(Kind::Float)
+                .contiguous()
         });
         self.scores.resize(t * n, 0.0);
         scores.copy_data(&mut self.scores, t * n);
@@ -846,9 +884,7 @@ impl Policy for StrictPolicy {
             }
         }
         if train {
-            self.shared
-                .decisions
-                .fetch_add(t as u64, Ordering::Relaxed);
+            self.shared.decisions.fetch_add(t as u64, Ordering::Relaxed);
             if self.pending.len() > DEFAULT_MAX_PENDING {
                 tracing::warn!(
                     pending = self.pending.len(),

@@ -44,8 +44,11 @@ fn fit_exp1(kappa: f64, iterations: usize) -> (IqnNet, Tensor, f64, f64, VarStor
     let (b, n, n_target) = (64i64, 32i64, 32i64);
     let shared = Tensor::randn([1, SHARED_FEATURES as i64], (Kind::Float, Device::Cpu))
         .expand([b, SHARED_FEATURES as i64], false);
-    let cand = Tensor::randn([1, 1, CANDIDATE_FEATURES as i64], (Kind::Float, Device::Cpu))
-        .expand([b, 1, CANDIDATE_FEATURES as i64], false);
+    let cand = Tensor::randn(
+        [1, 1, CANDIDATE_FEATURES as i64],
+        (Kind::Float, Device::Cpu),
+    )
+    .expand([b, 1, CANDIDATE_FEATURES as i64], false);
     let mut first = 0.0;
     let mut last = 0.0;
     for it in 0..iterations {
@@ -82,7 +85,13 @@ fn quantile(net: &IqnNet, psi: &Tensor, tau: f32) -> f64 {
 fn iqn_learns_exp1_quantiles_and_cvar() {
     let (net, psi, first, last, _vs) = fit_exp1(0.05, 2500);
     assert!(last < first, "loss did not decrease: {first} -> {last}");
-    for (tau, tol) in [(0.1f32, 0.06), (0.25, 0.07), (0.5, 0.08), (0.75, 0.12), (0.9, 0.25)] {
+    for (tau, tol) in [
+        (0.1f32, 0.06),
+        (0.25, 0.07),
+        (0.5, 0.08),
+        (0.75, 0.12),
+        (0.9, 0.25),
+    ] {
         let want = -(1.0 - tau as f64).ln();
         let got = quantile(&net, &psi, tau);
         eprintln!("tau {tau}: quantile {got:.4} (exact {want:.4})");

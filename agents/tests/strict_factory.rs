@@ -32,7 +32,9 @@ fn small_config(seed: u64) -> IqnConfig {
 /// Runs `steps` training steps of 8 tasks; outcomes of a step arrive with the next one.
 fn train(factory: &dyn PolicyFactory, steps: u64, seed: u64) {
     let n = FAST + SLOW;
-    let mut policy = factory.new_session(&common::hello(FAST, SLOW), seed).unwrap();
+    let mut policy = factory
+        .new_session(&common::hello(FAST, SLOW), seed)
+        .unwrap();
     let mut rng = common::rng(seed);
     let mut out = Decision::default();
     let mut prev: Option<(malcolm_proto::bridge::Step, Vec<u32>)> = None;
@@ -96,7 +98,8 @@ fn learns_to_avoid_nodes_that_miss() {
     let st = factory.status();
     assert!(st.policy_version > 1 && st.replay_len > 0, "{st:?}");
     let (after, _, _) = decisions(&factory, 5);
-    let fast_share = |v: &[u32]| v.iter().filter(|&&t| (t as usize) < FAST).count() as f64 / v.len() as f64;
+    let fast_share =
+        |v: &[u32]| v.iter().filter(|&&t| (t as usize) < FAST).count() as f64 / v.len() as f64;
     eprintln!(
         "fast share before {:.2} after {:.2}; status {st:?}",
         fast_share(&before),
@@ -116,7 +119,11 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
     assert!(info.bytes > 0);
     let (d1, s1, v1) = decisions(&a, 8);
     let (d1b, s1b, _) = decisions(&a, 8);
-    assert_eq!((&d1, &s1), (&d1b, &s1b), "eval decisions must be deterministic");
+    assert_eq!(
+        (&d1, &s1),
+        (&d1b, &s1b),
+        "eval decisions must be deterministic"
+    );
     assert_eq!(v1, info.policy_version);
 
     // A different learner decides differently until it loads the checkpoint.
@@ -145,7 +152,10 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
     })
     .unwrap();
     let err = c.load_checkpoint(&path).unwrap_err().to_string();
-    assert!(err.contains("incompatible") && err.contains("hidden"), "{err}");
+    assert!(
+        err.contains("incompatible") && err.contains("hidden"),
+        "{err}"
+    );
 
     // A garbage file is refused and leaves b as it was.
     let junk = dir.path().join("junk.safetensors");
@@ -157,7 +167,10 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
     let bad = dir.path().join("no-such-dir").join("x.safetensors");
     assert!(a.save_checkpoint(&bad).is_err());
     assert!(b.load_checkpoint(&path).is_ok());
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names.len(), 2, "no temp files left: {names:?}");
 }
 
