@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README): sets up, then runs every test suite.
-#   scripts/test.sh            # everything
-# Each part prints what it runs; a failure stops the run with a non-zero exit.
+#   scripts/test.sh
+# Each part says what it runs; the first failure stops the run with a non-zero exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +9,16 @@ source scripts/env.sh
 
 echo "== Rust workspace tests (release profile, shared with the main job)"
 cargo test --release --workspace
+
+echo "== C++ core (GoogleTest; OMNeT++ modules too where OMNeT++ is found)"
+MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server" bash scripts/cpp-test.sh
+
+if [ -n "${OMNETPP_ROOT:-}" ] || command -v opp_run >/dev/null 2>&1; then
+  echo "== OMNeT++ scenario checks (OMNeT++ found)"
+  bash scripts/omnetpp-check.sh
+else
+  echo "== OMNeT++ not found (set OMNETPP_ROOT or put opp_run on PATH): scenario checks skipped"
+fi
+
+echo "== Main job smoke test: agent-server train --quick"
+bash scripts/check-main-job.sh

@@ -9,6 +9,20 @@ use std::sync::OnceLock;
 /// Where Debian's fonts-dejavu-core puts the font (installed by scripts/setup.sh).
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tick_labels_are_short() {
+        use super::fmt_tick;
+        assert_eq!(fmt_tick(1.5, true), "31.6");
+        assert_eq!(fmt_tick(0.99999, false), "1");
+        assert_eq!(fmt_tick(2.5, true), "316");
+        assert_eq!(fmt_tick(0.25, false), "0.25");
+        assert_eq!(fmt_tick(105000.0, false), "1.1e5");
+        assert_eq!(fmt_tick(0.0, false), "0");
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
     #[error("font {path}: {reason} (install Debian's fonts-dejavu-core or set MALCOLM_FONT)")]
@@ -71,16 +85,19 @@ fn tf(v: f64, log: bool) -> f64 {
 fn fmt_tick(v: f64, log: bool) -> String {
     let x = if log { 10f64.powf(v) } else { v };
     let a = x.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if !(1e-3..1e5).contains(&a) {
-        format!("{x:.0e}")
-    } else if a >= 100.0 {
-        format!("{x:.0}")
-    } else if a >= 1.0 {
-        format!("{x:.3}").trim_end_matches('0').trim_end_matches('.').to_string()
+    if a < 1e-9 {
+        return "0".into();
+    }
+    if !(1e-3..1e5).contains(&a) {
+        return format!("{x:.1e}");
+    }
+    // Three significant digits, no trailing zeros: 31.623 -> "31.6", 0.99999 -> "1".
+    let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{x:.4}").trim_end_matches('0').to_string()
+        s
     }
 }
 
