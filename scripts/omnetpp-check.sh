@@ -2,10 +2,12 @@
 # The OMNeT++ checks of issue 6, run when OMNeT++ is present (skipped with a message when not):
 #   1. every ini config runs to completion in Cmdenv (first run of each; against the agent
 #      server when one is available, else with the local fallback policy, said so);
-#   2. Incast with PFC on loses no frame and counts PAUSE frames; with PFC off it drops;
+#   2. incast (9 and 50 to 1 in a rack, 50 to 1 across 4 racks) with PFC on loses no frame
+#      and counts PAUSE frames; with PFC off it drops;
 #   3. EDF servers meet more deadlines than FCFS servers on the same workload;
 #   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
-#   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy.
+#   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy;
+#   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over.
 # Agent: MALCOLM_AGENT_ENDPOINT=tcp://host:port uses a running server; otherwise
 # MALCOLM_AGENT_SERVER_BIN (default target/release/agent-server) is started on a free port
 # ("serve --bind ENDPOINT" plus MALCOLM_AGENT_SERVER_ARGS) and stopped at the end.
@@ -86,26 +88,38 @@ print(sum(float(r["value"]) for r in rows) if rows else "nan")' "$2" "$3"
 }
 
 echo "== 1. every config runs to completion in Cmdenv (first run, sim-time-limit ${simtime:-from ini})"
-for c in Hetero Ideal DisciplineCompare PfcStorm Incast HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
+# (Incast and IncastTwoTier run in check 2.)
+for c in Hetero Ideal DisciplineCompare PfcStorm HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
   run "all-$c" "$c" 0 yes && pass "$c"
 done
 
-echo "== 2. Incast 9-to-1: PFC on loses no frame and counts PAUSEs; PFC off drops"
-if run incast-pfc-on Incast '$fanIn==9 && $pfc==true && $repetition==0' yes &&
-   run incast-pfc-off Incast '$fanIn==9 && $pfc==false && $repetition==0' yes; then
-  on_drops="$(sum_scalar "$out/incast-pfc-on" '.*\.tor' framesDropped)"
-  on_nic_drops="$(sum_scalar "$out/incast-pfc-on" '.*\.nic' 'rxDrops:count')"
-  on_pauses="$(sum_scalar "$out/incast-pfc-on" '.*\.tor' pauseFramesSentTotal)"
-  on_rx_pauses="$(sum_scalar "$out/incast-pfc-on" '.*\.nic' 'pauseFramesReceived:count')"
-  off_drops="$(sum_scalar "$out/incast-pfc-off" '.*\.tor' framesDropped)"
-  off_pauses="$(sum_scalar "$out/incast-pfc-off" '.*\.tor' pauseFramesSentTotal)"
-  echo "      PFC on:  switch drops $on_drops, NIC drops $on_nic_drops, PAUSE frames sent by the ToR $on_pauses (received by NICs $on_rx_pauses)"
-  echo "      PFC off: switch drops $off_drops, PAUSE frames $off_pauses"
-  python3 -c "import sys; sys.exit(0 if float('$on_drops') == 0 and float('$on_nic_drops') == 0 and float('$on_pauses') > 0 and float('$on_rx_pauses') > 0 else 1)" &&
-    pass "PFC on: no frame lost, $on_pauses PAUSE frames" || fail "PFC on: drops $on_drops/$on_nic_drops, pauses $on_pauses"
-  python3 -c "import sys; sys.exit(0 if float('$off_drops') > 0 and float('$off_pauses') == 0 else 1)" &&
-    pass "PFC off: $off_drops frames dropped" || fail "PFC off: drops $off_drops, pauses $off_pauses"
-fi
+# incast_check LABEL CONFIG FILTER: the run with PFC on loses no frame (switches and NICs)
+# and counts PAUSE frames; the same run with PFC off drops frames.
+incast_check() {
+  local label="$1" config="$2" filter="$3" on="$4-pfc-on" off="$4-pfc-off"
+  if run "$on" "$config" "$filter && \$pfc==true && \$repetition==0" yes &&
+     run "$off" "$config" "$filter && \$pfc==false && \$repetition==0" yes; then
+    local sw='.*\.(tor(\[[0-9]+\])?|spine)'
+    local on_drops on_nic_drops on_pauses on_rx_pauses off_drops off_pauses
+    on_drops="$(sum_scalar "$out/$on" "$sw" framesDropped)"
+    on_nic_drops="$(sum_scalar "$out/$on" '.*\.nic' 'rxDrops:count')"
+    on_pauses="$(sum_scalar "$out/$on" "$sw" pauseFramesSentTotal)"
+    on_rx_pauses="$(sum_scalar "$out/$on" '.*\.nic' 'pauseFramesReceived:count')"
+    off_drops="$(sum_scalar "$out/$off" "$sw" framesDropped)"
+    off_pauses="$(sum_scalar "$out/$off" "$sw" pauseFramesSentTotal)"
+    echo "      $label PFC on:  switch drops $on_drops, NIC drops $on_nic_drops, PAUSE frames sent by switches $on_pauses (PAUSE/RESUME received by NICs $on_rx_pauses)"
+    echo "      $label PFC off: switch drops $off_drops, PAUSE frames $off_pauses"
+    python3 -c "import sys; sys.exit(0 if float('$on_drops') == 0 and float('$on_nic_drops') == 0 and float('$on_pauses') > 0 and float('$on_rx_pauses') > 0 else 1)" &&
+      pass "$label PFC on: no frame lost, $on_pauses PAUSE frames" || fail "$label PFC on: drops $on_drops/$on_nic_drops, pauses $on_pauses"
+    python3 -c "import sys; sys.exit(0 if float('$off_drops') > 0 and float('$off_pauses') == 0 else 1)" &&
+      pass "$label PFC off: $off_drops frames dropped" || fail "$label PFC off: drops $off_drops, pauses $off_pauses"
+  fi
+}
+
+echo "== 2. incast: PFC on loses no frame and counts PAUSEs; PFC off drops"
+incast_check "Incast 9-to-1 (one rack)" Incast '$fanIn==9' incast9
+incast_check "Incast 50-to-1 (one rack)" Incast '$fanIn==50' incast50
+incast_check "IncastTwoTier 50-to-1 (4 racks)" IncastTwoTier 'true' incast2tier
 
 echo "== 3. EDF vs FCFS on the same workload (DisciplineCompare: same seeds, tasks run where they arrive)"
 met() { sum_scalar "$1" '.*\.scheduler' 'completed:count'; }
@@ -150,6 +164,26 @@ if [ -n "$endpoint" ] && run speed-agent Hetero 0 yes; then
   steps="$(sum_scalar "$out/speed-agent" '.*\.coordinator' agentSteps)"
   bridge="$(sum_scalar "$out/speed-agent" '.*\.coordinator' bridgeWallSeconds)"
   echo "      agent in the loop ($endpoint): $(printf '%.0f' "$agent_speed") ev/s, $steps Steps, $(printf '%.3f' "$bridge") s in bridge round trips"
+fi
+
+echo "== 6. unreachable agent: a clear error, or the named fallback policy when configured"
+dead="tcp://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+dead_args=(-u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c Hetero -r 0 --sim-time-limit=1ms
+  "--result-dir=$out/dead" "--**.coordinator.agentEndpoint=\"$dead\"" "--**.coordinator.bridgeTimeout=0.5s")
+if (cd "$root/ini" && "$OPP_RUN" "${dead_args[@]}" '--**.coordinator.fallbackPolicy=""' omnetpp.ini) >"$out/dead-strict.log" 2>&1; then
+  fail "a run against a dead agent endpoint succeeded"
+elif grep -q "unavailable: Hello: no reply from agent" "$out/dead-strict.log"; then
+  pass "no agent, no fallback: $(grep -o 'Error: agent at [^(]*' "$out/dead-strict.log" | head -n 1)(...)"
+else
+  tail -n 5 "$out/dead-strict.log"
+  fail "a dead agent endpoint did not give the expected error"
+fi
+if (cd "$root/ini" && "$OPP_RUN" "${dead_args[@]}" '--**.coordinator.fallbackPolicy="power-of-2"' omnetpp.ini) >"$out/dead-fallback.log" 2>&1 &&
+   grep -q "continuing with the local fallback policy 'power-of-2'" "$out/dead-fallback.log"; then
+  pass "no agent, fallbackPolicy power-of-2: the run continues and says so"
+else
+  tail -n 5 "$out/dead-fallback.log"
+  fail "the fallback policy did not take over from a dead agent"
 fi
 
 if [ "$failures" -gt 0 ]; then

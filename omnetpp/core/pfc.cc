@@ -22,9 +22,14 @@ PfcIngressBuffer::PfcIngressBuffer(const PfcConfig& config) : config_(config)
 {
     if (config.ports < 1)
         throw std::invalid_argument("PfcIngressBuffer: ports must be >= 1");
-    if (config.headroomPerPortBytes * config.ports >= config.bufferBytes && config.enabled)
-        throw std::invalid_argument("PfcIngressBuffer: headroom reservation exceeds the buffer");
+    if (!config.headroomBytesByPort.empty() && config.headroomBytesByPort.size() != size_t(config.ports))
+        throw std::invalid_argument("PfcIngressBuffer: headroomBytesByPort needs one entry per port");
     counters_.resize(size_t(config.ports) * kPfcPriorities);
+    uint64_t reserved = 0;
+    for (int p = 0; p < config.ports; p++)
+        reserved += headroomCapacity(p);
+    if (config.enabled && reserved >= config.bufferBytes)
+        throw std::invalid_argument("PfcIngressBuffer: headroom reservation exceeds the buffer");
 }
 
 PfcIngressBuffer::Counter& PfcIngressBuffer::at(int port, int prio)
@@ -39,10 +44,18 @@ const PfcIngressBuffer::Counter& PfcIngressBuffer::at(int port, int prio) const
     return const_cast<PfcIngressBuffer*>(this)->at(port, prio);
 }
 
+uint64_t PfcIngressBuffer::headroomCapacity(int port) const
+{
+    return config_.headroomBytesByPort.empty() ? config_.headroomPerPortBytes : config_.headroomBytesByPort[port];
+}
+
 uint64_t PfcIngressBuffer::sharedPoolBytes() const
 {
     // Headroom is reserved only when PFC runs.
-    uint64_t reserved = config_.enabled ? config_.headroomPerPortBytes * config_.ports : 0;
+    uint64_t reserved = 0;
+    if (config_.enabled)
+        for (int p = 0; p < config_.ports; p++)
+            reserved += headroomCapacity(p);
     return config_.bufferBytes - reserved;
 }
 
@@ -83,7 +96,7 @@ PfcAction PfcIngressBuffer::onArrival(int port, int prio, uint64_t bytes)
             c.shared += bytes;
             sharedUsed_ += bytes;
         }
-        else if (portHeadroomBytes(port) + bytes <= config_.headroomPerPortBytes) {
+        else if (portHeadroomBytes(port) + bytes <= headroomCapacity(port)) {
             c.headroom += bytes;
             action.admission = Admission::Headroom;
         }

@@ -34,6 +34,9 @@ struct PfcConfig
     int ports = 1;
     uint64_t bufferBytes = 12u << 20;       // total buffer (shared + headroom)
     uint64_t headroomPerPortBytes = 37500;  // reserved per port, shared by its priorities
+    // Per-port headroom when the ports differ in rate (e.g. a 400 Gbps uplink needs 4x);
+    // empty: every port gets headroomPerPortBytes.
+    std::vector<uint64_t> headroomBytesByPort;
     bool dynamicThreshold = false;
     uint64_t staticXoffBytes = 50000;
     int dynamicShift = 3;                   // alpha = 1/8
@@ -82,6 +85,7 @@ class PfcIngressBuffer
     const Counter& at(int port, int prio) const;
     bool isLossless(int prio) const { return config_.enabled && config_.lossless[prio]; }
     uint64_t sharedPoolBytes() const;
+    uint64_t headroomCapacity(int port) const;
 
     PfcConfig config_;
     std::vector<Counter> counters_;

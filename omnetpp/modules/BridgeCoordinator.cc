@@ -39,7 +39,8 @@ void BridgeCoordinator::initialize(int stage)
             capacity_.push_back(cap);
             rackCapacity_ += cap;
         }
-        tor_ = dynamic_cast<TorSwitch *>(network->getSubmodule("tor"));
+        // Downlinks: a single "tor" or a vector of them (two-tier); TorSwitch says which node
+        // each port leads to once initialised (stage 2 below).
         batchWindow_ = par("decisionBatchWindow");
         episodeLength_ = par("episodeLength");
         if (batchWindow_ < SIMTIME_ZERO || episodeLength_ < SIMTIME_ZERO)
@@ -71,6 +72,14 @@ void BridgeCoordinator::initialize(int stage)
     else if (stage == 2) {  // schedulers exist now: specs for Hello
         for (EdfScheduler *s : schedulers_)
             specs_.push_back(s->spec());
+        downlinks_.assign(apps_.size(), {nullptr, -1});
+        for (cModule::SubmoduleIterator it(getParentModule()); !it.end(); ++it)
+            if (auto *sw = dynamic_cast<TorSwitch *>(*it))
+                for (int p = 0; p < sw->gateSize("port"); p++) {
+                    int node = sw->nodeOnPort(p);
+                    if (node >= 0 && node < static_cast<int>(apps_.size()))
+                        downlinks_[node] = {sw, p};
+                }
         wallStart_ = std::chrono::steady_clock::now();
         if (endpoint_.empty()) {
             usingFallback_ = true;
@@ -175,8 +184,9 @@ pb::Step BridgeCoordinator::buildCurrentStep()
         LinkSnapshot up = nics_[i]->uplinkSnapshot();
         up.linkId = static_cast<uint32_t>(2 * i);
         links.push_back(up);
-        if (tor_) {
-            LinkSnapshot down = tor_->downlinkSnapshot(static_cast<int>(i));
+        if (downlinks_[i].first) {
+            LinkSnapshot down = downlinks_[i].first->downlinkSnapshot(downlinks_[i].second);
+            down.nodeId = static_cast<uint32_t>(i);
             down.linkId = static_cast<uint32_t>(2 * i + 1);
             links.push_back(down);
         }

@@ -61,7 +61,8 @@ class BridgeCoordinator : public cSimpleModule
     std::vector<MalcolmApp *> apps_;
     std::vector<EdfScheduler *> schedulers_;
     std::vector<RoCEv2Nic *> nics_;
-    TorSwitch *tor_ = nullptr;
+    // Switch and port behind which each node sits (its downlink), when the network has one.
+    std::vector<std::pair<TorSwitch *, int>> downlinks_;
     std::vector<NodeSpecInfo> specs_;
     std::vector<double> capacity_;
     double rackCapacity_ = 0;

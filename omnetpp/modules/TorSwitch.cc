@@ -39,6 +39,16 @@ void TorSwitch::initialize(int stage)
     if (ecn_.kmaxBytes < ecn_.kminBytes || ecn_.pmax < 0 || ecn_.pmax > 1)
         throw cRuntimeError("TorSwitch: need ecnKmin <= ecnKmax and 0 <= ecnPmax <= 1");
 
+    spine_ = par("spine").boolValue();
+    firstNodeId_ = par("firstNodeId").intValue();
+    downlinkPorts_ = par("downlinkPorts").intValue();
+    rackSize_ = par("rackSize").intValue();
+    uplinksPerRack_ = par("uplinksPerRack").intValue();
+    if (downlinkPorts_ < 0 || downlinkPorts_ > numPorts_ || firstNodeId_ < 0 || rackSize_ < 1 || uplinksPerRack_ < 1)
+        throw cRuntimeError("TorSwitch: need 0 <= downlinkPorts <= numPorts, firstNodeId >= 0, rackSize >= 1, uplinksPerRack >= 1");
+    if (!spine_ && downlinkPorts_ < numPorts_ && downlinkPorts_ == 0)
+        throw cRuntimeError("TorSwitch: a ToR needs downlink ports");
+
     ports_.resize(numPorts_);
     for (int i = 0; i < numPorts_; i++) {
         Port& p = ports_[i];
@@ -48,8 +58,9 @@ void TorSwitch::initialize(int stage)
         p.pauseRefresh = new cMessage("pauseRefresh", KIND_PAUSE_REFRESH);
         for (cMessage *m : {p.txDone, p.pauseExpired, p.pauseRefresh})
             m->setContextPointer(reinterpret_cast<void *>(static_cast<intptr_t>(i)));
+        p.rate = p.out->getTransmissionChannel()->getNominalDatarate();
     }
-    rate_ = ports_[0].out->getTransmissionChannel()->getNominalDatarate();
+    rate_ = ports_[0].rate;  // headroom sizing: the node-facing link rate
 
     PfcConfig pc;
     pc.enabled = pfcEnabled_;
@@ -58,7 +69,10 @@ void TorSwitch::initialize(int stage)
     pc.dynamicThreshold = par("dynamicThreshold").boolValue();
     pc.staticXoffBytes = par("xoffBytes").intValue();
     pc.xonOffsetBytes = par("xonOffsetBytes").intValue();
-    pc.headroomPerPortBytes = pfcHeadroomBytes(rate_, par("linkOneWayDelay").doubleValue());
+    double oneWay = par("linkOneWayDelay").doubleValue();
+    pc.headroomPerPortBytes = pfcHeadroomBytes(rate_, oneWay);
+    for (const Port& p : ports_)  // 3 x rate x delay of the link feeding each ingress port
+        pc.headroomBytesByPort.push_back(pfcHeadroomBytes(p.rate, oneWay));
     try {
         buffer_ = std::make_unique<PfcIngressBuffer>(pc);
     }
@@ -102,7 +116,7 @@ void TorSwitch::handleMessage(cMessage *msg)
                     any = true;
                 }
             if (any)
-                scheduleAfter(fromNs(pauseRefreshIntervalNs(pauseQuanta_, rate_)), msg);
+                scheduleAfter(fromNs(pauseRefreshIntervalNs(pauseQuanta_, ports_[port].rate)), msg);
             break;
         }
         default:
@@ -119,7 +133,7 @@ void TorSwitch::arriveFromPort(int port, cPacket *pkt)
         emit(pauseReceivedSignal_, 1L);
         for (int q = 0; q < kPfcPriorities; q++)
             if (pause->getClassEnable() & (1u << q))
-                p.txPause.onPause(q, pause->getQuanta(q), nowNs(), rate_);
+                p.txPause.onPause(q, pause->getQuanta(q), nowNs(), p.rate);
         delete pkt;
         tryTransmit(port);
         return;
@@ -138,7 +152,7 @@ void TorSwitch::arriveFromPort(int port, cPacket *pkt)
         queuePause(port, f->getPriority(), pauseQuanta_);
         Port& p = ports_[port];
         if (!p.pauseRefresh->isScheduled())
-            scheduleAfter(fromNs(pauseRefreshIntervalNs(pauseQuanta_, rate_)), p.pauseRefresh);
+            scheduleAfter(fromNs(pauseRefreshIntervalNs(pauseQuanta_, p.rate)), p.pauseRefresh);
         tryTransmit(port);
     }
     emitBufferState();
@@ -150,9 +164,7 @@ void TorSwitch::forward(cPacket *pkt)
 {
     auto *f = check_and_cast<RoceFrame *>(pkt);
     f->setKind(0);
-    int egress = f->getDstNode();
-    if (egress < 0 || egress >= numPorts_)
-        throw cRuntimeError("frame for node %d: no such port", egress);
+    int egress = route(f->getDstNode());
     Port& p = ports_[egress];
     if (ecnEnabled_ && f->getEcnCapable() && ecnShouldMark(ecn_, p.queuedBytes, uniform(0, 1))) {
         f->setEcnMarked(true);
@@ -162,6 +174,28 @@ void TorSwitch::forward(cPacket *pkt)
     p.queues[f->getPriority()].insert(f);
     p.queuedBytes += f->getByteLength();
     tryTransmit(egress);
+}
+
+int TorSwitch::route(int dst) const
+{
+    int port = -1;
+    if (spine_) {
+        port = (dst / rackSize_) * uplinksPerRack_ + dst % uplinksPerRack_;
+    }
+    else if (dst >= firstNodeId_ && dst < firstNodeId_ + downlinkPorts_) {
+        port = dst - firstNodeId_;
+    }
+    else if (numPorts_ > downlinkPorts_) {
+        port = downlinkPorts_ + dst % (numPorts_ - downlinkPorts_);
+    }
+    if (port < 0 || port >= numPorts_)
+        throw cRuntimeError("no route to node %d", dst);
+    return port;
+}
+
+int TorSwitch::nodeOnPort(int port) const
+{
+    return !spine_ && port >= 0 && port < downlinkPorts_ ? firstNodeId_ + port : -1;
 }
 
 void TorSwitch::queuePause(int port, int prio, uint16_t quanta)

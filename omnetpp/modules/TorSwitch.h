@@ -19,8 +19,10 @@ class TorSwitch : public cSimpleModule
 {
   public:
     ~TorSwitch() override;
-    // Downlink (ToR -> node `port`) state for a Step; resets that port's rate window.
+    // Downlink (ToR -> node) state of `port` for a Step; resets that port's rate window.
     LinkSnapshot downlinkSnapshot(int port);
+    // Node reached through downlink `port`, or -1 (uplink ports, spine switches).
+    int nodeOnPort(int port) const;
 
   protected:
     enum SelfMessageKind { KIND_TX_DONE = 1, KIND_PAUSE_EXPIRED, KIND_PAUSE_REFRESH, KIND_FORWARD };
@@ -39,10 +41,12 @@ class TorSwitch : public cSimpleModule
         PfcPauseState txPause;
         cMessage *txDone = nullptr, *pauseExpired = nullptr, *pauseRefresh = nullptr;
         cGate *out = nullptr;
+        double rate = 0;  // bit/s of the outgoing link
         uint64_t txBytes = 0, txBytesAtSnapshot = 0, ecnMarks = 0, pauseReceived = 0, pauseSent = 0, drops = 0;
         simtime_t lastSnapshot;
     };
 
+    int route(int dstNode) const;
     void arriveFromPort(int port, cPacket *pkt);
     void forward(cPacket *frame);
     void queuePause(int port, int prio, uint16_t quanta);
@@ -50,6 +54,11 @@ class TorSwitch : public cSimpleModule
     void emitBufferState();
 
     int numPorts_ = 0;
+    // Routing: a ToR reaches nodes firstNodeId_ + p on downlink ports p < downlinkPorts_ and
+    // everything else through its uplinks (by destination); a spine reaches rack r through
+    // ports r * uplinksPerRack_ ... (rackSize_ nodes per rack).
+    bool spine_ = false;
+    int firstNodeId_ = 0, downlinkPorts_ = 0, rackSize_ = 0, uplinksPerRack_ = 1;
     bool pfcEnabled_ = true, ecnEnabled_ = true;
     uint16_t pauseQuanta_ = kMaxPauseQuanta;
     int pauseBytes_ = 84;

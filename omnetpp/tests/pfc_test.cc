@@ -98,6 +98,24 @@ TEST(Pfc, DynamicThresholdIsFreeSharedBufferOverEight)
     EXPECT_TRUE(b.pausedUpstream(2, kData));  // ~94 KB free/8 is far below 100 KB offered
 }
 
+TEST(Pfc, HeadroomFollowsEachPortsRate)
+{
+    PfcConfig c = config();
+    c.ports = 2;
+    c.headroomBytesByPort = {pfcHeadroomBytes(100e9, 1e-6), pfcHeadroomBytes(400e9, 1e-6)};  // 37.5 KB, 150 KB
+    PfcIngressBuffer b(c);
+    int hr0 = 0, hr1 = 0;
+    for (int i = 0; i < 300; i++) {
+        hr0 += b.onArrival(0, kData, 1000).admission == Admission::Headroom;
+        hr1 += b.onArrival(1, kData, 1000).admission == Admission::Headroom;
+    }
+    EXPECT_EQ(hr0, 37);
+    EXPECT_EQ(hr1, 150);
+    EXPECT_EQ(b.drops(), uint64_t(300 - 50 - 37 + 300 - 50 - 150));
+    c.headroomBytesByPort = {1};
+    EXPECT_THROW(PfcIngressBuffer bad(c), std::invalid_argument);
+}
+
 TEST(Pfc, DisabledDropsBeyondThresholdWithoutPause)
 {
     PfcIngressBuffer b(config(false));
