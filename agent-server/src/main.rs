@@ -62,6 +62,45 @@ enum Command {
     Replay(ReplayArgs),
     /// Benchmarks that print their figures.
     Bench(BenchArgs),
+    /// Run the embedded rack simulator as an environment process against a running server
+    /// (what an OMNeT++ run does, without OMNeT++).
+    Env(EnvArgs),
+    /// Probe a server's gRPC health service; exit 0 when SERVING (container healthchecks).
+    Health(HealthArgs),
+}
+
+#[derive(Args, Debug)]
+struct EnvArgs {
+    /// Agent server ZeroMQ endpoint.
+    #[arg(long, env = "MALCOLM_AGENT", default_value = "tcp://127.0.0.1:5555")]
+    connect: String,
+    /// Embedded scenario spec, as for `train`.
+    #[arg(long, env = "MALCOLM_SCENARIO", default_value = "hetero")]
+    scenario: String,
+    /// Episodes to run (each a fresh seed: seed, seed+1, ...).
+    #[arg(long, env = "MALCOLM_EPISODES", default_value_t = 1)]
+    episodes: u64,
+    #[arg(long, env = "MALCOLM_SEED", default_value_t = 1)]
+    seed: u64,
+    /// Env id announced in Hello (default: rack-sim-<pid>).
+    #[arg(long, env = "MALCOLM_ENV_ID")]
+    env_id: Option<String>,
+    /// Seconds to wait for each agent reply before giving up.
+    #[arg(long, env = "MALCOLM_ENV_TIMEOUT_S", default_value_t = 30.0)]
+    timeout_s: f64,
+    /// Append each episode's report as a JSON line to this file.
+    #[arg(long, env = "MALCOLM_REPORT")]
+    report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct HealthArgs {
+    /// Control-plane address.
+    #[arg(long, env = "MALCOLM_HEALTH_ADDR", default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Seconds before giving up.
+    #[arg(long, default_value_t = 3.0)]
+    timeout_s: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -237,7 +276,18 @@ struct BenchArgs {
     policy: String,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    match real_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain; no backtrace for user-facing errors.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
     // The config file only fills environment variables that are not set yet, before clap
     // reads them, so flags and real environment variables win.
     let pre = Cli::try_parse();
@@ -249,6 +299,8 @@ fn main() -> Result<()> {
                 Command::Eval(_) => "eval",
                 Command::Replay(_) => "replay",
                 Command::Bench(_) => "bench",
+                Command::Env(_) => "env",
+                Command::Health(_) => "health",
             };
             for (k, v) in config::env_from_file(path, sub)? {
                 if std::env::var_os(&k).is_none() {
@@ -274,6 +326,62 @@ fn main() -> Result<()> {
         Command::Eval(a) => eval(a),
         Command::Replay(a) => replay_cmd(a),
         Command::Bench(a) => bench(a),
+        Command::Env(a) => env_cmd(a),
+        Command::Health(a) => health(a),
+    }
+}
+
+fn env_cmd(a: EnvArgs) -> Result<()> {
+    let scenario = rack_sim::by_name(&a.scenario).context("--scenario")?;
+    let env_id = a
+        .env_id
+        .clone()
+        .unwrap_or_else(|| format!("rack-sim-{}", std::process::id()));
+    let timeout = Duration::from_secs_f64(a.timeout_s);
+    for k in 0..a.episodes {
+        let seed = a.seed + k;
+        let mut sim = rack_sim::RackSim::new(scenario.clone(), seed)?;
+        let mut client = rack_sim::ZmqEnvClient::connect(&a.connect, timeout)
+            .with_context(|| format!("connecting to {}", a.connect))?;
+        let r = rack_sim::run_env_loop(&mut sim, &mut client, &env_id, 1)
+            .with_context(|| format!("episode {k} against {}", a.connect))?;
+        println!(
+            "{env_id} episode {k} seed {seed}: {} tasks, miss rate {:.3}%, goodput {:.0}/s, p99 {:.1} us",
+            r.finished,
+            r.miss_rate * 100.0,
+            r.goodput_per_s,
+            r.latency.p99_ns as f64 / 1e3
+        );
+        if let Some(p) = &a.report {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            writeln!(f, "{}", serde_json::to_string(&r)?)?;
+        }
+    }
+    Ok(())
+}
+
+fn health(a: HealthArgs) -> Result<()> {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let rt = runtime()?;
+    let status = rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", a.addr))?
+            .connect_timeout(Duration::from_secs_f64(a.timeout_s))
+            .timeout(Duration::from_secs_f64(a.timeout_s))
+            .connect()
+            .await?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        anyhow::Ok(reply.into_inner().status)
+    })?;
+    if status == 1 {
+        println!("SERVING");
+        Ok(())
+    } else {
+        bail!("health status {status} (not SERVING)")
     }
 }
 
