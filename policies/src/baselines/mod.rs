@@ -249,7 +249,24 @@ impl PolicyFactory for BaselineFactory {
                 }
                 Box::new(PowerOfD::new(hello, d, ProbeCost::from(hello, p)?, seed))
             }
-            Kind::SlackGreedy => Box::new(SlackGreedy::new(hello)),
+            Kind::SlackGreedy => {
+                let mut g = SlackGreedy::new(hello, seed);
+                if let Some(v) = p.get("sample") {
+                    g.sample = if v == "all" {
+                        None
+                    } else {
+                        Some(parse::<usize>("sample", v)?)
+                    };
+                }
+                if let Some(v) = p.get("local_margin_us") {
+                    g.local_margin_ns = if v == "none" {
+                        None
+                    } else {
+                        Some(parse::<f64>("local_margin_us", v)? * 1000.0)
+                    };
+                }
+                Box::new(g)
+            }
             Kind::TodN => {
                 let mut t = TodN::new(hello);
                 if let Some(v) = p.get("gamma") {
@@ -281,7 +298,7 @@ pub fn factory_by_name(name: &str, params: &Params) -> Result<Box<dyn PolicyFact
             k.push("d");
             (Kind::PowerOfD, k)
         }
-        "slack-greedy" => (Kind::SlackGreedy, vec![]),
+        "slack-greedy" => (Kind::SlackGreedy, vec!["local_margin_us", "sample"]),
         "tod-n" => (Kind::TodN, vec!["gamma", "zeta"]),
         other => return Err(PolicyError::UnknownPolicy(other.to_string())),
     };
