@@ -159,7 +159,10 @@ impl BenchEnv {
         sock.set_rcvtimeo(5_000)?;
         sock.connect(ep)?;
         let mut env = Self { sock, next_id: 1 };
-        env.call(&encode_envelope(&envelope(0, Body::Hello(bench_hello(n, name)))))?;
+        env.call(&encode_envelope(&envelope(
+            0,
+            Body::Hello(bench_hello(n, name)),
+        )))?;
         Ok(env)
     }
 

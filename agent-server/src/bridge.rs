@@ -35,10 +35,7 @@ const EXPIRED_MEMORY: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     #[error("zeromq {what}: {source}")]
-    Zmq {
-        what: String,
-        source: zmq::Error,
-    },
+    Zmq { what: String, source: zmq::Error },
     #[error("worker thread: {0}")]
     Worker(String),
 }
@@ -231,8 +228,7 @@ impl Bridge {
                     });
                     route.last_seen = now;
                     if workers.is_empty() {
-                        let reply =
-                            inline.handle(route.session_id, &payload, after_expiry, now);
+                        let reply = inline.handle(route.session_id, &payload, after_expiry, now);
                         parts.push(reply);
                         if let Err(e) = self.router.send_multipart(parts, 0) {
                             tracing::debug!(error = %e, "reply not sent");
@@ -324,7 +320,9 @@ impl Worker {
                     received,
                     after_expiry,
                 } => {
-                    let reply = self.table.handle(session_id, &payload, after_expiry, received);
+                    let reply = self
+                        .table
+                        .handle(session_id, &payload, after_expiry, received);
                     let mut frames = envelope_frames;
                     frames.push(reply);
                     if let Err(e) = self.push.send_multipart(frames, 0) {

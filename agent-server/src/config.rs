@@ -26,7 +26,9 @@ pub fn env_from_file(path: &Path, subcommand: &str) -> Result<Vec<(String, Strin
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.to_string()))?;
     let mut out = Vec::new();
     let mut add = |k: &str, v: &toml::Value| -> Result<(), ConfigError> {
         let value = match v {

@@ -6,8 +6,8 @@ use crate::shared::{Counters, Shared};
 use malcolm_policies::Mode;
 use malcolm_proto::control::agent_control_server::{AgentControl, AgentControlServer};
 use malcolm_proto::control::{
-    CheckpointReply, CheckpointRequest, GetStatusRequest, Metrics, Mode as PbMode,
-    SetModeRequest, SetPolicyRequest, Status, StreamMetricsRequest,
+    CheckpointReply, CheckpointRequest, GetStatusRequest, Metrics, Mode as PbMode, SetModeRequest,
+    SetPolicyRequest, Status, StreamMetricsRequest,
 };
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -184,13 +184,17 @@ impl AgentControl for Control {
             let mut tick = tokio::time::interval(interval);
             tick.tick().await;
             let c = &me.shared.counters;
-            let (mut outcomes0, mut missed0) =
-                (Counters::get(&c.outcomes), Counters::get(&c.outcomes_missed));
+            let (mut outcomes0, mut missed0) = (
+                Counters::get(&c.outcomes),
+                Counters::get(&c.outcomes_missed),
+            );
             loop {
                 tick.tick().await;
                 let (p50, p99, _) = me.shared.take_decide_percentiles();
-                let (outcomes, missed) =
-                    (Counters::get(&c.outcomes), Counters::get(&c.outcomes_missed));
+                let (outcomes, missed) = (
+                    Counters::get(&c.outcomes),
+                    Counters::get(&c.outcomes_missed),
+                );
                 let d_out = outcomes - outcomes0;
                 let m = Metrics {
                     unix_ms: std::time::SystemTime::now()
@@ -248,5 +252,7 @@ pub async fn run(
     if let Some(r) = reflection {
         router = router.add_service(r);
     }
-    router.serve_with_incoming_shutdown(incoming, shutdown).await
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
 }

@@ -8,6 +8,11 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Resolves a policy spec to a factory (learners already in eval mode).
+pub type FactoryResolver<'a> =
+    dyn Fn(&str) -> Result<Arc<dyn PolicyFactory>, malcolm_policies::PolicyError> + Sync + 'a;
+type RunResult = Result<(EvalRow, Report), EvalError>;
+
 /// One line of a comparison: a label, the policy spec and the scenario spec it runs on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalCase {
@@ -116,8 +121,7 @@ pub fn run_case(
 pub fn evaluate(
     cases: &[EvalCase],
     seeds: &[u64],
-    factory: &(dyn Fn(&str) -> Result<Arc<dyn PolicyFactory>, malcolm_policies::PolicyError>
-          + Sync),
+    factory: &FactoryResolver<'_>,
     threads: usize,
     progress: Option<&ProgressBar>,
 ) -> Result<Vec<(EvalRow, Report)>, EvalError> {
@@ -135,7 +139,7 @@ pub fn evaluate(
         .flat_map(|c| seeds.iter().map(move |&s| (c, s)))
         .collect();
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<(EvalRow, Report), EvalError>>>> =
+    let results: Mutex<Vec<Option<RunResult>>> =
         Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
         for _ in 0..threads.max(1).min(jobs.len().max(1)) {

@@ -74,7 +74,11 @@ pub fn default_cases(policy: &str, scenario: &str) -> Vec<EvalCase> {
     ];
     if scenario == "hetero" || scenario.starts_with("hetero:") {
         let ideal = scenario.replacen("hetero", "ideal", 1);
-        v.push(EvalCase::new("Po2 + FCFS, ideal (all fast)", "po2", &fcfs(&ideal)));
+        v.push(EvalCase::new(
+            "Po2 + FCFS, ideal (all fast)",
+            "po2",
+            &fcfs(&ideal),
+        ));
     }
     v.extend([
         EvalCase::new("JSQ (EDF)", "jsq", scenario),
@@ -113,8 +117,10 @@ pub fn evaluate_with_learner(
     let pb = if show_progress {
         let pb = ProgressBar::new((cases.len() * seeds.len()) as u64);
         pb.set_style(
-            ProgressStyle::with_template("evaluating [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
-                .expect("valid template"),
+            ProgressStyle::with_template(
+                "evaluating [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .expect("valid template"),
         );
         pb
     } else {
@@ -156,7 +162,10 @@ pub fn run_main_job(
         if !curve.is_empty() {
             results::learning_curve_plot(
                 &opts.out.join("learning_curve.png"),
-                &format!("{} on {}: training episodes", opts.policy, opts.train.scenario),
+                &format!(
+                    "{} on {}: training episodes",
+                    opts.policy, opts.train.scenario
+                ),
                 &[(opts.policy.clone(), curve)],
                 5,
             )?;
@@ -179,7 +188,9 @@ pub fn run_main_job(
         .cases
         .clone()
         .unwrap_or_else(|| default_cases(&opts.policy, &opts.train.scenario));
-    let seeds: Vec<u64> = (0..opts.eval_seeds as u64).map(|i| EVAL_SEED_BASE + i).collect();
+    let seeds: Vec<u64> = (0..opts.eval_seeds as u64)
+        .map(|i| EVAL_SEED_BASE + i)
+        .collect();
     let runs = evaluate_with_learner(
         &shared,
         &opts.agents,
@@ -196,7 +207,10 @@ pub fn run_main_job(
         runs.iter().map(|(r, rep)| (r.label.clone(), rep)).collect();
     results::latency_cdf_plot(
         &opts.out.join("latency_cdf.png"),
-        &format!("Latency CDF on {} (held-out seed {})", opts.train.scenario, seeds[0]),
+        &format!(
+            "Latency CDF on {} (held-out seed {})",
+            opts.train.scenario, seeds[0]
+        ),
         &cdf_runs,
     )?;
     let table = results::markdown_table(&summary);

@@ -224,7 +224,11 @@ struct EvalArgs {
     #[arg(long, env = "MALCOLM_SCENARIO", default_value = "hetero")]
     scenario: String,
     /// Policies to compare (comma-separated specs); FCFS nodes for a spec ending in `+fcfs`.
-    #[arg(long, value_delimiter = ',', default_value = "po2+fcfs,jsq,slack-greedy,tod-n,random")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "po2+fcfs,jsq,slack-greedy,tod-n,random"
+    )]
     policies: Vec<String>,
     /// Checkpoint of a learner to include (its policy name comes from --learner).
     #[arg(long, env = "MALCOLM_CHECKPOINT")]
@@ -354,7 +358,10 @@ fn env_cmd(a: EnvArgs) -> Result<()> {
         );
         if let Some(p) = &a.report {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)?;
             writeln!(f, "{}", serde_json::to_string(&r)?)?;
         }
     }
@@ -471,7 +478,11 @@ fn train(a: TrainArgs) -> Result<()> {
     let shared = a.policy.shared()?;
     let out = a.out.clone().unwrap_or_else(|| default_out(&a.scenario));
     let (minutes, scenario, eval_seeds) = if a.quick {
-        (a.minutes.min(1.0 / 3.0), quick_scenario(&a.scenario), a.eval_seeds.min(2))
+        (
+            a.minutes.min(1.0 / 3.0),
+            quick_scenario(&a.scenario),
+            a.eval_seeds.min(2),
+        )
     } else {
         (a.minutes, a.scenario.clone(), a.eval_seeds)
     };
@@ -512,7 +523,11 @@ fn train(a: TrainArgs) -> Result<()> {
             .block_on(tokio::net::TcpListener::bind(&addr))
             .with_context(|| format!("binding the control plane on {addr}"))?;
         tracing::info!(control = %listener.local_addr()?, "control plane up while training");
-        rt.spawn(agent_server::control::run(listener, shared, std::future::pending()));
+        rt.spawn(agent_server::control::run(
+            listener,
+            shared,
+            std::future::pending(),
+        ));
     }
     eprintln!(
         "Training {} on `{}` for {:.1} min with {} env(s) over ZeroMQ; results in {}",
@@ -560,7 +575,11 @@ fn eval(a: EvalArgs) -> Result<()> {
             .1
             .load_checkpoint(ckpt)
             .with_context(|| format!("loading {}", ckpt.display()))?;
-        cases.push(EvalCase::new(&format!("{} (EDF)", a.learner), &a.learner, &a.scenario));
+        cases.push(EvalCase::new(
+            &format!("{} (EDF)", a.learner),
+            &a.learner,
+            &a.scenario,
+        ));
     }
     shared.set_mode(Mode::Eval);
     for p in &a.policies {
@@ -583,14 +602,20 @@ fn eval(a: EvalArgs) -> Result<()> {
     let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| EVAL_SEED_BASE + i).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runs = job::evaluate_with_learner(&shared, &agents, &cases, &seeds, threads, true)?;
-    let out = a.out.unwrap_or_else(|| default_out(&format!("eval-{}", a.scenario)));
+    let out = a
+        .out
+        .unwrap_or_else(|| default_out(&format!("eval-{}", a.scenario)));
     std::fs::create_dir_all(&out)?;
     let rows: Vec<_> = runs.iter().map(|(r, _)| r.clone()).collect();
     results::write_csv(&out.join("eval.csv"), &rows)?;
     let summary = results::summarise(&rows);
     results::write_csv(&out.join("summary.csv"), &summary)?;
     let cdf: Vec<_> = runs.iter().map(|(r, rep)| (r.label.clone(), rep)).collect();
-    results::latency_cdf_plot(&out.join("latency_cdf.png"), &format!("Latency CDF on {}", a.scenario), &cdf)?;
+    results::latency_cdf_plot(
+        &out.join("latency_cdf.png"),
+        &format!("Latency CDF on {}", a.scenario),
+        &cdf,
+    )?;
     let md = results::markdown_table(&summary);
     results::write_text(&out.join("summary.md"), &md)?;
     println!("{md}\nResults: {}", out.display());
@@ -598,7 +623,9 @@ fn eval(a: EvalArgs) -> Result<()> {
 }
 
 fn replay_cmd(a: ReplayArgs) -> Result<()> {
-    let header = agent_server::trace::TraceReader::open(&a.trace)?.header().clone();
+    let header = agent_server::trace::TraceReader::open(&a.trace)?
+        .header()
+        .clone();
     let policy = a.policy.clone().unwrap_or_else(|| header.policy.clone());
     if policy.is_empty() {
         bail!("the trace header names no policy: pass --policy");
@@ -670,7 +697,10 @@ fn bench(a: BenchArgs) -> Result<()> {
         "bridge round trip, {}-node Step with {} tasks, policy {} ({} round trips each):",
         opts.nodes, opts.tasks, r.policy, opts.round_trips
     );
-    println!("{:<10} {:>10} {:>10} {:>10} {:>10}", "transport", "bytes", "p50 us", "p99 us", "mean us");
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10}",
+        "transport", "bytes", "p50 us", "p99 us", "mean us"
+    );
     for l in &r.latency {
         println!(
             "{:<10} {:>10} {:>10.1} {:>10.1} {:>10.1}",

@@ -33,11 +33,14 @@ pub enum PlotError {
     Empty(String),
 }
 
-/// One line: (x, y, optional (low, high) interval) points.
+/// A point: x, y and an optional (low, high) interval drawn as an error bar.
+pub type Point = (f64, f64, Option<(f64, f64)>);
+
+/// One line of a chart.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     pub label: String,
-    pub points: Vec<(f64, f64, Option<(f64, f64)>)>,
+    pub points: Vec<Point>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -142,7 +145,11 @@ pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), P
     }
     let pad = (y1 - y0) * 0.05;
     let (y0, y1) = (
-        if !chart.y_log && y0 >= 0.0 { (y0 - pad).max(0.0) } else { y0 - pad },
+        if !chart.y_log && y0 >= 0.0 {
+            (y0 - pad).max(0.0)
+        } else {
+            y0 - pad
+        },
         y1 + pad,
     );
     let root = BitMapBackend::new(path, (1024, 640)).into_drawing_area();
@@ -175,7 +182,9 @@ pub fn line_chart(path: &Path, chart: &Chart, series: &[Series]) -> Result<(), P
         c.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
             .map_err(|e| draw_err(e.to_string()))?
             .label(&s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
         if pts.len() <= 40 {
             c.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
                 .map_err(|e| draw_err(e.to_string()))?;

@@ -35,7 +35,8 @@ pub fn write_csv<T: serde::Serialize>(path: &Path, rows: &[T]) -> Result<(), Res
             source,
         })?;
     }
-    w.flush().map_err(|source| ResultsError::Io { path: p, source })
+    w.flush()
+        .map_err(|source| ResultsError::Io { path: p, source })
 }
 
 pub fn write_text(path: &Path, text: &str) -> Result<(), ResultsError> {

@@ -71,7 +71,11 @@ pub async fn run(
     };
     let stop = Shutdown::new();
     let bridge_thread = {
-        let (shared, stop, sink) = (shared.clone(), stop.clone(), recorder.as_ref().map(|r| r.sink()));
+        let (shared, stop, sink) = (
+            shared.clone(),
+            stop.clone(),
+            recorder.as_ref().map(|r| r.sink()),
+        );
         std::thread::Builder::new()
             .name("bridge-router".into())
             .spawn(move || bridge.run(shared, sink, stop))
@@ -98,7 +102,9 @@ pub async fn run(
     if let Some(path) = &opts.checkpoint_on_exit {
         let (_, factory) = shared.active();
         match factory.save_checkpoint(path) {
-            Ok(info) => tracing::info!(path = %info.path.display(), bytes = info.bytes, "checkpoint saved"),
+            Ok(info) => {
+                tracing::info!(path = %info.path.display(), bytes = info.bytes, "checkpoint saved")
+            }
             Err(malcolm_policies::PolicyError::Checkpoint(msg)) => {
                 tracing::info!(%msg, "no checkpoint saved")
             }

@@ -84,8 +84,12 @@ impl Session {
         let request_id = env.request_id;
         let body = env.body.expect("decode_envelope guarantees a body");
         let result = match body {
-            Body::Hello(h) => self.on_hello(h).map(|w| (Body::Welcome(w), After::Continue)),
-            Body::Step(s) => self.on_step(&s).map(|p| (Body::Placement(p), After::Continue)),
+            Body::Hello(h) => self
+                .on_hello(h)
+                .map(|w| (Body::Welcome(w), After::Continue)),
+            Body::Step(s) => self
+                .on_step(&s)
+                .map(|p| (Body::Placement(p), After::Continue)),
             Body::EpisodeEnd(e) => self
                 .on_episode_end(&e)
                 .map(|_| (Body::Ack(Ack {}), After::Continue)),
@@ -257,7 +261,10 @@ impl Session {
         if end.episode < a.episode {
             return Err(refuse(
                 ErrorCode::ProtocolViolation,
-                format!("EpisodeEnd for past episode {} (current {})", end.episode, a.episode),
+                format!(
+                    "EpisodeEnd for past episode {} (current {})",
+                    end.episode, a.episode
+                ),
             ));
         }
         validate_outcome_nodes(&end.outcomes, n)?;
@@ -326,7 +333,10 @@ pub fn validate_hello(h: &Hello) -> Result<(), Refusal> {
                 sth_config()
             ),
         )),
-        None => Err(refuse(ErrorCode::InvalidArgument, "Hello without an STH config")),
+        None => Err(refuse(
+            ErrorCode::InvalidArgument,
+            "Hello without an STH config",
+        )),
     }
 }
 
@@ -335,13 +345,19 @@ pub fn validate_step(step: &Step, n: usize) -> Result<(), Refusal> {
     if step.nodes.len() != n {
         return Err(refuse(
             ErrorCode::InvalidArgument,
-            format!("Step has {} node states for a rack of {n}", step.nodes.len()),
+            format!(
+                "Step has {} node states for a rack of {n}",
+                step.nodes.len()
+            ),
         ));
     }
     if step.tasks.len() > MAX_TASKS_PER_STEP {
         return Err(refuse(
             ErrorCode::InvalidArgument,
-            format!("{} pending tasks (limit {MAX_TASKS_PER_STEP})", step.tasks.len()),
+            format!(
+                "{} pending tasks (limit {MAX_TASKS_PER_STEP})",
+                step.tasks.len()
+            ),
         ));
     }
     for (i, ns) in step.nodes.iter().enumerate() {
@@ -355,7 +371,10 @@ pub fn validate_step(step: &Step, n: usize) -> Result<(), Refusal> {
             if sth.buckets.len() != STH_BUCKETS {
                 return Err(refuse(
                     ErrorCode::InvalidArgument,
-                    format!("node {i}: STH with {} buckets (need {STH_BUCKETS})", sth.buckets.len()),
+                    format!(
+                        "node {i}: STH with {} buckets (need {STH_BUCKETS})",
+                        sth.buckets.len()
+                    ),
                 ));
             }
         }
@@ -377,7 +396,10 @@ pub fn validate_step(step: &Step, n: usize) -> Result<(), Refusal> {
         if t.origin as usize >= n {
             return Err(refuse(
                 ErrorCode::InvalidNodeId,
-                format!("task {} has origin {} in a rack of {n}", t.task_id, t.origin),
+                format!(
+                    "task {} has origin {} in a rack of {n}",
+                    t.task_id, t.origin
+                ),
             ));
         }
     }

@@ -145,11 +145,7 @@ impl Shared {
     /// (p50, p99, count) of the decision latency since the last call, then resets.
     pub fn take_decide_percentiles(&self) -> (u64, u64, u64) {
         let mut h = self.decide_ns.lock().expect("latency lock");
-        let r = (
-            h.value_at_quantile(0.5),
-            h.value_at_quantile(0.99),
-            h.len(),
-        );
+        let r = (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.len());
         h.reset();
         r
     }

@@ -102,10 +102,8 @@ impl TraceWriter {
         // Field 4 (`envelope`), wire type 2: appended after the scalar fields. Protobuf
         // accepts fields in any order, so this equals encoding the record with the envelope.
         let env_len = envelope_bytes.len();
-        let body_len = head.encoded_len()
-            + 1
-            + prost::encoding::encoded_len_varint(env_len as u64)
-            + env_len;
+        let body_len =
+            head.encoded_len() + 1 + prost::encoding::encoded_len_varint(env_len as u64) + env_len;
         self.buf.clear();
         prost::encoding::encode_varint(body_len as u64, &mut self.buf);
         head.encode(&mut self.buf).expect("vec has capacity");
@@ -114,7 +112,7 @@ impl TraceWriter {
         self.buf.extend_from_slice(envelope_bytes);
         self.out.write_all(&self.buf).map_err(io_err(&self.path))?;
         self.records += 1;
-        if self.records % FLUSH_EVERY == 0 {
+        if self.records.is_multiple_of(FLUSH_EVERY) {
             self.out.flush().map_err(io_err(&self.path))?;
         }
         Ok(())
@@ -176,7 +174,13 @@ impl TraceRecorder {
             .name("trace-recorder".into())
             .spawn(move || {
                 for ev in rx {
-                    writer.write_raw(ev.session_id, ev.t_ns, ev.direction, &ev.bytes, ev.decide_ns)?;
+                    writer.write_raw(
+                        ev.session_id,
+                        ev.t_ns,
+                        ev.direction,
+                        &ev.bytes,
+                        ev.decide_ns,
+                    )?;
                 }
                 writer.finish()
             })
@@ -242,7 +246,12 @@ impl TraceReader {
         };
         let bytes = match r.next_frame()? {
             Some(b) => b,
-            None => return Err(TraceError::Truncated { offset: 8, records: 0 }),
+            None => {
+                return Err(TraceError::Truncated {
+                    offset: 8,
+                    records: 0,
+                })
+            }
         };
         r.header = TraceHeader::decode(&bytes[..]).map_err(|e| TraceError::Corrupt {
             offset: 8,

@@ -44,7 +44,9 @@ fn concurrent_envs(workers: usize) {
                 assert!(matches!(a.body, Some(Body::Ack(_))));
                 // The next episode restarts the step index.
                 expect_placement(&env.request(Body::Step(step(n, 1, 0, 1, 0))));
-                let c = env.request(Body::Close(Close { reason: "done".into() }));
+                let c = env.request(Body::Close(Close {
+                    reason: "done".into(),
+                }));
                 assert!(matches!(c.body, Some(Body::Ack(_))));
             })
         })
@@ -84,7 +86,10 @@ fn bad_input_gets_an_error_and_the_others_continue() {
     expect_error(&r, ErrorCode::VersionMismatch);
 
     // A rack the protocol cannot address, then a wrong STH config.
-    expect_error(&bad.request(Body::Hello(hello(300, "bad"))), ErrorCode::InvalidArgument);
+    expect_error(
+        &bad.request(Body::Hello(hello(300, "bad"))),
+        ErrorCode::InvalidArgument,
+    );
     let mut h = hello(4, "bad");
     h.sth.as_mut().unwrap().buckets = 8;
     expect_error(&bad.request(Body::Hello(h)), ErrorCode::InvalidArgument);
@@ -114,12 +119,22 @@ fn bad_input_gets_an_error_and_the_others_continue() {
     });
     expect_error(&bad.request(Body::Step(s)), ErrorCode::InvalidArgument);
     // A step index that skips ahead.
-    expect_error(&bad.request(Body::Step(step(4, 0, 5, 1, 0))), ErrorCode::ProtocolViolation);
+    expect_error(
+        &bad.request(Body::Step(step(4, 0, 5, 1, 0))),
+        ErrorCode::ProtocolViolation,
+    );
     // An agent-to-env message sent by an env.
-    expect_error(&bad.request(Body::Ack(Ack {})), ErrorCode::ProtocolViolation);
+    expect_error(
+        &bad.request(Body::Ack(Ack {})),
+        ErrorCode::ProtocolViolation,
+    );
     // Oversized (over 64 KiB but under the hard cap): refused with an Error, not dropped.
     let big = encode_envelope(&envelope(5, Body::Step(step(4, 0, 0, 5000, 0))));
-    assert!(big.len() > 64 << 10 && big.len() < 4 * (64 << 10), "{} bytes", big.len());
+    assert!(
+        big.len() > 64 << 10 && big.len() < 4 * (64 << 10),
+        "{} bytes",
+        big.len()
+    );
     expect_error(&bad.send_raw(&big), ErrorCode::Oversized);
 
     // After all that, the bad session still works when it behaves ...
@@ -183,7 +198,11 @@ fn an_env_whose_process_dies_is_expired() {
     }
     let srv = start_bridge(Duration::from_millis(300), 1 << 20);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "an_env_whose_process_dies_is_expired", "--nocapture"])
+        .args([
+            "--exact",
+            "an_env_whose_process_dies_is_expired",
+            "--nocapture",
+        ])
         .env("MALCOLM_TEST_DYING_ENV", &srv.endpoint)
         .status()
         .unwrap();
@@ -218,10 +237,16 @@ fn switching_policy_takes_effect_at_the_next_step() {
     let srv = start_bridge(Duration::from_secs(30), 1 << 20);
     let mut env = RawEnv::connect(&srv.ctx, &srv.endpoint);
     env.request(Body::Hello(hello(4, "sw")));
-    assert_eq!(expect_placement(&env.request(Body::Step(step(4, 0, 0, 2, 3)))).targets, vec![3, 3]);
+    assert_eq!(
+        expect_placement(&env.request(Body::Step(step(4, 0, 0, 2, 3)))).targets,
+        vec![3, 3]
+    );
     srv.shared.set_policy("local").unwrap();
     // Local places each task on its origin (0 and 1).
-    assert_eq!(expect_placement(&env.request(Body::Step(step(4, 0, 1, 2, 3)))).targets, vec![0, 1]);
+    assert_eq!(
+        expect_placement(&env.request(Body::Step(step(4, 0, 1, 2, 3)))).targets,
+        vec![0, 1]
+    );
     assert!(srv.shared.set_policy("no-such-policy").is_err());
     assert_eq!(srv.shared.policy_name(), "local");
 }

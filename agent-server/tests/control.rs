@@ -21,7 +21,11 @@ fn small_agents() -> AgentsConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_steers_a_server_while_envs_run() {
-    let shared = Shared::new("malcolm-strict", agent_server::registry::maker(small_agents())).unwrap();
+    let shared = Shared::new(
+        "malcolm-strict",
+        agent_server::registry::maker(small_agents()),
+    )
+    .unwrap();
     let ctx = zmq::Context::new();
     let bridge = server::bind(
         &ctx,
@@ -55,7 +59,8 @@ async fn control_plane_steers_a_server_while_envs_run() {
                 let mut episodes = 0;
                 let scenario = rack_sim::by_name("hetero:tasks=1500,warmup=100").unwrap();
                 while !stop.is_triggered() {
-                    let mut sim = RackSim::new(scenario.clone(), 100 + e * 1000 + episodes).unwrap();
+                    let mut sim =
+                        RackSim::new(scenario.clone(), 100 + e * 1000 + episodes).unwrap();
                     let mut c = ZmqEnvClient::connect(&ep, Duration::from_secs(20)).unwrap();
                     run_env_loop(&mut sim, &mut c, &format!("env-{e}"), 1).unwrap();
                     episodes += 1;
@@ -65,11 +70,17 @@ async fn control_plane_steers_a_server_while_envs_run() {
         })
         .collect();
 
-    let mut client = AgentControlClient::connect(format!("http://{addr}")).await.unwrap();
+    let mut client = AgentControlClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
     // Envs connect and decisions flow.
     let t0 = std::time::Instant::now();
     let status = loop {
-        let s = client.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+        let s = client
+            .get_status(GetStatusRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         if s.decisions_total > 2000 && s.learner_updates > 0 {
             break s;
         }
@@ -82,7 +93,9 @@ async fn control_plane_steers_a_server_while_envs_run() {
 
     // Mode switch.
     let s = client
-        .set_mode(SetModeRequest { mode: Mode::Eval as i32 })
+        .set_mode(SetModeRequest {
+            mode: Mode::Eval as i32,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -165,15 +178,31 @@ async fn control_plane_steers_a_server_while_envs_run() {
         })
         .await
         .is_err());
-    let before = client.get_status(GetStatusRequest {}).await.unwrap().into_inner();
+    let before = client
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = client.get_status(GetStatusRequest {}).await.unwrap().into_inner();
-    assert!(after.decisions_total > before.decisions_total, "envs keep running");
+    let after = client
+        .get_status(GetStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        after.decisions_total > before.decisions_total,
+        "envs keep running"
+    );
     assert_eq!(after.errors_total, 0);
 
     envs_stop.trigger();
     for e in envs {
-        assert!(tokio::task::spawn_blocking(move || e.join().unwrap()).await.unwrap() >= 1);
+        assert!(
+            tokio::task::spawn_blocking(move || e.join().unwrap())
+                .await
+                .unwrap()
+                >= 1
+        );
     }
     stop_tx.send(()).unwrap();
     server.await.unwrap().unwrap();

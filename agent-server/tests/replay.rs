@@ -12,7 +12,11 @@ use std::path::Path;
 use std::time::Duration;
 
 fn shared(policy: &str) -> std::sync::Arc<Shared> {
-    let s = Shared::new(policy, agent_server::registry::maker(AgentsConfig::default())).unwrap();
+    let s = Shared::new(
+        policy,
+        agent_server::registry::maker(AgentsConfig::default()),
+    )
+    .unwrap();
     s.set_mode(Mode::Frozen);
     s
 }
@@ -35,7 +39,9 @@ fn record(policy: &str, trace: &Path) -> Vec<f64> {
     )
     .unwrap();
     let ep = bridge.endpoints()[0].clone();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let srv = rt.spawn(server::run(
         bridge,
@@ -57,7 +63,9 @@ fn record(policy: &str, trace: &Path) -> Vec<f64> {
                 let s = rack_sim::by_name("hetero:tasks=2000,warmup=100").unwrap();
                 let mut sim = RackSim::new(s, 40 + e).unwrap();
                 let mut c = ZmqEnvClient::connect(&ep, Duration::from_secs(20)).unwrap();
-                run_env_loop(&mut sim, &mut c, &format!("rec-{e}"), 1).unwrap().miss_rate
+                run_env_loop(&mut sim, &mut c, &format!("rec-{e}"), 1)
+                    .unwrap()
+                    .miss_rate
             })
         })
         .collect();
@@ -100,7 +108,11 @@ fn a_different_policy_disagrees() {
     let trace = dir.path().join("jsq.trace");
     record("jsq", &trace);
     let (report, _) = replay(&trace, shared("random")).unwrap();
-    assert!(report.agreement < 0.5, "random vs jsq agreed {}", report.agreement);
+    assert!(
+        report.agreement < 0.5,
+        "random vs jsq agreed {}",
+        report.agreement
+    );
 }
 
 #[test]
@@ -151,5 +163,10 @@ fn counterfactual_reruns_the_recorded_workload_under_another_policy() {
     assert_eq!(same.finished as usize, w.tasks.len());
     assert_eq!(other.finished as usize, w.tasks.len());
     // Slack-aware placement beats round-robin on the same tasks (slow nodes miss tight work).
-    assert!(other.miss_rate <= same.miss_rate, "{} vs {}", other.miss_rate, same.miss_rate);
+    assert!(
+        other.miss_rate <= same.miss_rate,
+        "{} vs {}",
+        other.miss_rate,
+        same.miss_rate
+    );
 }

@@ -128,7 +128,11 @@ mod tests {
     fn lower_edges_map_back_to_their_bucket() {
         for b in 1..STH_BUCKETS {
             assert_eq!(bucket_of(bucket_lower_edge_us(b)), b, "bucket {b}");
-            assert_eq!(bucket_of(bucket_lower_edge_us(b) - 1), b - 1, "below bucket {b}");
+            assert_eq!(
+                bucket_of(bucket_lower_edge_us(b) - 1),
+                b - 1,
+                "below bucket {b}"
+            );
         }
     }
 

@@ -61,8 +61,16 @@ fn sth_percentile_vectors() {
         assert_eq!(h.total_tasks.to_string(), &row[1]);
         assert_eq!(h.min_slack_or_zero().to_string(), &row[2]);
         if !row[3].is_empty() {
-            assert_eq!(h.percentile_us(10).to_string(), &row[3], "p10 of {slacks:?}");
-            assert_eq!(h.percentile_us(50).to_string(), &row[4], "p50 of {slacks:?}");
+            assert_eq!(
+                h.percentile_us(10).to_string(),
+                &row[3],
+                "p10 of {slacks:?}"
+            );
+            assert_eq!(
+                h.percentile_us(50).to_string(),
+                &row[4],
+                "p50 of {slacks:?}"
+            );
         }
         assert_eq!(h.panic() as u8 as i32, row[5].parse::<i32>().unwrap());
         let hb = Heartbeat::from_sth(0, &h, 0.0, false, 0);

@@ -154,7 +154,10 @@ fn trace_records_round_trip_length_delimited() {
     header.encode_length_delimited(&mut buf).unwrap();
     rec.encode_length_delimited(&mut buf).unwrap();
     let mut rd = &buf[..];
-    assert_eq!(TraceHeader::decode_length_delimited(&mut rd).unwrap(), header);
+    assert_eq!(
+        TraceHeader::decode_length_delimited(&mut rd).unwrap(),
+        header
+    );
     assert_eq!(TraceRecord::decode_length_delimited(&mut rd).unwrap(), rec);
     assert!(rd.is_empty());
 }
@@ -224,13 +227,20 @@ fn garbage_bytes_never_panic() {
         }
     }
     // Random bytes are almost never a valid current-version envelope with a body.
-    assert!(errors > 1900, "only {errors} of 2000 garbage buffers refused");
+    assert!(
+        errors > 1900,
+        "only {errors} of 2000 garbage buffers refused"
+    );
 }
 
 #[test]
 fn known_garbage_is_malformed() {
     // 0xFF.. is an invalid varint key; a length prefix pointing past the end is truncated.
-    for bad in [&[0xffu8; 12][..], &[0x0a, 0x50, 0x01][..], &[0x5a, 0x05, 0x08][..]] {
+    for bad in [
+        &[0xffu8; 12][..],
+        &[0x0a, 0x50, 0x01][..],
+        &[0x5a, 0x05, 0x08][..],
+    ] {
         let err = decode_envelope(bad, 1 << 20).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Malformed, "{bad:?}: {err}");
     }
@@ -240,7 +250,9 @@ fn known_garbage_is_malformed() {
 fn heartbeat_is_sixteen_bytes_for_all_inputs() {
     let mut x: u64 = 1;
     for _ in 0..10_000 {
-        x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let hb = Heartbeat::from_values(
             (x >> 56) as u8,
             (x >> 48) as u8,

@@ -55,13 +55,15 @@ impl PolicyFactory for LocalFactory {
 pub fn test_shared() -> Arc<Shared> {
     Shared::new(
         "shortest-queue",
-        Box::new(|name: &str| -> Result<Arc<dyn PolicyFactory>, PolicyError> {
-            match name {
-                "shortest-queue" => Ok(Arc::new(ShortestQueueFactory)),
-                "local" => Ok(Arc::new(LocalFactory)),
-                other => Err(PolicyError::UnknownPolicy(other.into())),
-            }
-        }),
+        Box::new(
+            |name: &str| -> Result<Arc<dyn PolicyFactory>, PolicyError> {
+                match name {
+                    "shortest-queue" => Ok(Arc::new(ShortestQueueFactory)),
+                    "local" => Ok(Arc::new(LocalFactory)),
+                    other => Err(PolicyError::UnknownPolicy(other.into())),
+                }
+            },
+        ),
     )
     .unwrap()
 }
@@ -88,7 +90,11 @@ pub fn start_bridge(session_timeout: Duration, max_message_bytes: usize) -> Runn
 }
 
 /// `workers` = 0 handles sessions on the router thread.
-pub fn start_bridge_with(session_timeout: Duration, max_message_bytes: usize, workers: usize) -> Running {
+pub fn start_bridge_with(
+    session_timeout: Duration,
+    max_message_bytes: usize,
+    workers: usize,
+) -> Running {
     let ctx = zmq::Context::new();
     let shared = test_shared();
     let bridge = Bridge::bind(
@@ -209,7 +215,13 @@ pub fn step(n: u32, episode: u64, index: u64, tasks: u32, k: u32) -> Step {
 pub fn expect_error(env: &Envelope, code: ErrorCode) -> String {
     match &env.body {
         Some(Body::Error(e)) => {
-            assert_eq!(e.code, code as i32, "error was {:?}: {}", e.code(), e.message);
+            assert_eq!(
+                e.code,
+                code as i32,
+                "error was {:?}: {}",
+                e.code(),
+                e.message
+            );
             e.message.clone()
         }
         other => panic!("expected {code:?}, got {other:?}"),
