@@ -17,7 +17,7 @@ bool laterDeadline(const Task& a, const Task& b)
 
 bool EdfReadyQueue::admit(const Task& task, uint64_t nowNs)
 {
-    if (slackUs(task.deadlineNs, nowNs, task.remainingNs) < 0 || task.deadlineNs < nowNs + task.remainingNs)
+    if (task.deadlineNs < nowNs + task.remainingNs)  // slack < 0: it cannot finish in time
         return false;
     push(task);
     return true;

@@ -189,7 +189,9 @@ void NodeScheduler::dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out
             break;
         Task displaced = victim->task;
         uint64_t done = nowNs > victim->workStartNs ? nowNs - victim->workStartNs : 0;
-        displaced.remainingNs -= std::min(done, displaced.remainingNs);
+        // At least 1 ns stays: a task whose timer fires at this very instant still completes
+        // through the queue rather than vanishing (as rack-sim does).
+        displaced.remainingNs = std::max<uint64_t>(1, displaced.remainingNs - std::min(done, displaced.remainingNs));
         displaced.preempted = true;
         edf_.push(displaced);
         preemptions_++;

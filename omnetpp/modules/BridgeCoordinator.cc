@@ -45,6 +45,10 @@ void BridgeCoordinator::initialize(int stage)
         episodeLength_ = par("episodeLength");
         if (batchWindow_ < SIMTIME_ZERO || episodeLength_ < SIMTIME_ZERO)
             throw cRuntimeError("decisionBatchWindow and episodeLength must be >= 0");
+        int maxTasks = par("maxTasksPerStep").intValue();
+        if (maxTasks < 1)
+            throw cRuntimeError("maxTasksPerStep must be >= 1");
+        maxTasksPerStep_ = static_cast<size_t>(maxTasks);
         endpoint_ = par("agentEndpoint").stdstringValue();
         scenario_ = par("scenario").stdstringValue();
         if (scenario_.empty())
@@ -139,7 +143,9 @@ void BridgeCoordinator::submit(MalcolmApp *origin, const Task& task)
 {
     Enter_Method_Silent();
     pending_.push_back({task, origin});
-    if (!decideTimer_->isScheduled())
+    if (pending_.size() >= maxTasksPerStep_)
+        rescheduleAfter(SIMTIME_ZERO, decideTimer_);  // a full batch goes now
+    else if (!decideTimer_->isScheduled())
         scheduleAfter(batchWindow_, decideTimer_);
 }
 
@@ -158,6 +164,7 @@ void BridgeCoordinator::handleMessage(cMessage *msg)
 
 pb::Step BridgeCoordinator::buildCurrentStep()
 {
+    // pending_ holds this Step's batch (decide() parks the rest).
     uint64_t now = nowNs();
     size_t n = apps_.size();
     std::vector<bool> isOrigin(n, false);
@@ -202,6 +209,12 @@ void BridgeCoordinator::decide()
 {
     if (episodeLength_ > SIMTIME_ZERO && simTime() >= episodeStart_ + episodeLength_)
         endEpisode(false);
+    // At most maxTasksPerStep tasks per Step, oldest first; the rest go in the next Step, now.
+    std::vector<Pending> later;
+    if (pending_.size() > maxTasksPerStep_) {
+        later.assign(pending_.begin() + maxTasksPerStep_, pending_.end());
+        pending_.resize(maxTasksPerStep_);
+    }
     std::vector<uint32_t> targets;
     std::vector<uint64_t> holds;
     if (!usingFallback_)
@@ -223,6 +236,10 @@ void BridgeCoordinator::decide()
     }
     stepIndex_++;
     totalSteps_++;
+    if (!later.empty()) {
+        pending_ = std::move(later);
+        scheduleAfter(SIMTIME_ZERO, decideTimer_);
+    }
 }
 
 void BridgeCoordinator::decideWithAgent(std::vector<uint32_t>& targets, std::vector<uint64_t>& holds)

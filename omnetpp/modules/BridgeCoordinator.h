@@ -73,6 +73,7 @@ class BridgeCoordinator : public cSimpleModule
     bool usingFallback_ = false;
     uint64_t policyVersion_ = 0;
     simtime_t batchWindow_, episodeLength_, episodeStart_;
+    size_t maxTasksPerStep_ = 64;
     uint64_t episode_ = 0, stepIndex_ = 0, totalSteps_ = 0, agentSteps_ = 0, fallbackDecisions_ = 0;
     std::vector<Pending> pending_;
     std::vector<TaskOutcomeRecord> outcomes_;

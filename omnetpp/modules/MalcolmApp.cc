@@ -126,14 +126,24 @@ void MalcolmApp::initialize(int stage)
         if (arrivalRatePerS_ > 0)
             scheduleAt(start + exponential(1.0 / arrivalRatePerS_), arrivalTimer_);
     }
-    simtime_t burstPeriod = par("microburstPeriod");
-    if (burstPeriod > SIMTIME_ZERO)
-        scheduleAt(start + burstPeriod, microburstTimer_);
+    microburstPeriod_ = par("microburstPeriod");
+    microburstSize_ = par("microburstSize").intValue();
+    microburstServiceNs_ = toNs(par("microburstService"));
+    microburstDeadlineNs_ = toNs(par("microburstDeadline"));
+    if (microburstPeriod_ < SIMTIME_ZERO || microburstSize_ < 0 || microburstServiceNs_ == 0 || microburstDeadlineNs_ == 0)
+        throw cRuntimeError("micro-bursts need microburstPeriod >= 0, microburstSize >= 0 and positive service and deadline");
+    if (microburstPeriod_ > SIMTIME_ZERO)
+        scheduleAt(start + microburstPeriod_, microburstTimer_);
     // Heartbeats start at a random phase so that nodes do not beat in lockstep.
     scheduleAt(uniform(SIMTIME_ZERO, heartbeatInterval_), heartbeatTimer_);
 
     bulkTarget_ = par("bulkTarget").intValue();
     bulkCount_ = par("bulkCount").intValue();
+    bulkInterval_ = par("bulkInterval");
+    int64_t bulkBytes = par("bulkBytes").intValue();
+    if (bulkTarget_ >= 0 && (bulkBytes < 1 || bulkBytes > UINT32_MAX || bulkInterval_ <= SIMTIME_ZERO))
+        throw cRuntimeError("bulk writes need 1 B <= bulkBytes < 4 GiB and bulkInterval > 0");
+    bulkBytes_ = static_cast<uint32_t>(bulkBytes);
     int fanIn = par("bulkFanIn").intValue();
     if (bulkTarget_ >= numNodes_ || fanIn < 0 || fanIn >= numNodes_)
         throw cRuntimeError("bulkTarget must be < numNodes and 0 <= bulkFanIn < numNodes");
@@ -201,11 +211,10 @@ void MalcolmApp::handleMessage(cMessage *msg)
             }
             break;
         case KIND_MICROBURST: {
-            uint64_t serviceNs = toNs(par("microburstService"));
-            uint64_t deadlineNs = nowNs() + toNs(par("microburstDeadline"));
-            for (int i = 0; i < par("microburstSize").intValue(); i++)
-                generateTask(serviceNs, deadlineNs, static_cast<uint32_t>(par("taskBytes").intValue()), 1);
-            simtime_t next = simTime() + par("microburstPeriod");
+            uint64_t deadlineNs = nowNs() + microburstDeadlineNs_;
+            for (int i = 0; i < microburstSize_; i++)
+                generateTask(microburstServiceNs_, deadlineNs, static_cast<uint32_t>(par("taskBytes").intValue()), 1);
+            simtime_t next = simTime() + microburstPeriod_;
             if (stopTime_ < SIMTIME_ZERO || next <= stopTime_)
                 scheduleAt(next, microburstTimer_);
             break;
@@ -217,7 +226,7 @@ void MalcolmApp::handleMessage(cMessage *msg)
         case KIND_BULK:
             sendBulk();
             if (bulkCount_ < 0 || bulkSent_ < bulkCount_)
-                scheduleAfter(par("bulkInterval"), bulkTimer_);
+                scheduleAfter(bulkInterval_, bulkTimer_);
             break;
         case KIND_GOLDEN:
             sendGoldenVectors();
@@ -305,7 +314,7 @@ void MalcolmApp::sendBulk()
     f->setDstNode(bulkTarget_);
     f->setPriority(dataPriority_);
     f->setFrameType(FRAME_BULK);
-    f->setMessageBytes(static_cast<uint32_t>(par("bulkBytes").intValue()));
+    f->setMessageBytes(bulkBytes_);
     send(f, "nicOut");
     bulkSent_++;
 }

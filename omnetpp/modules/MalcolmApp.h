@@ -70,6 +70,10 @@ class MalcolmApp : public cSimpleModule
     simtime_t lastHeartbeatTime_;
     double lastRho_ = 0;
     int bulkTarget_ = -1, bulkCount_ = -1, bulkSent_ = 0;
+    uint32_t bulkBytes_ = 0;
+    simtime_t bulkInterval_, microburstPeriod_;
+    uint64_t microburstServiceNs_ = 0, microburstDeadlineNs_ = 0;
+    int microburstSize_ = 0;
     std::vector<HeartbeatBytes> gst_;
     std::vector<simtime_t> gstReceivedAt_;
     // Golden heartbeat check (receiver side).
