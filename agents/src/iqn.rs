@@ -102,6 +102,22 @@ impl IqnNet {
         let phi_bar = self.phi(taus).mean_dim(1, true, Kind::Float); // [B, 1, H]
         self.quantiles(psi, &phi_bar).squeeze_dim(-1)
     }
+
+    /// The head vector `w (.) mean_k phi(tau_k)` [H, 1] for fixed taus [1, K]: with it, the
+    /// mean over those taus is `psi @ head + b` (see [`IqnNet::scores_with_head`]), so eval
+    /// mode computes the tau embedding once per weight version, not once per Step.
+    pub fn cvar_head(&self, taus: &Tensor) -> Tensor {
+        let phi_bar = self
+            .phi(taus)
+            .mean_dim([0i64, 1].as_slice(), false, Kind::Float); // [H]
+        (phi_bar * self.out.ws.view([-1])).unsqueeze(1)
+    }
+
+    /// psi [B, M, H] with a head from [`IqnNet::cvar_head`] -> [B, M].
+    pub fn scores_with_head(&self, psi: &Tensor, head: &Tensor) -> Tensor {
+        let b = self.out.bs.as_ref().expect("out has a bias");
+        psi.matmul(head).squeeze_dim(-1) + b
+    }
 }
 
 /// cos(pi * i * tau) for i = 1..=dim: taus [..] -> [.., dim].
@@ -255,7 +271,12 @@ mod tests {
             .quantiles(&psi, &net.phi(&taus))
             .mean_dim(-1, false, Kind::Float);
         let fast = net.mean_over_taus(&psi, &taus);
-        let diff = (q - fast).abs().max().double_value(&[]);
+        let diff = (&q - fast).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
+        let one = taus_tensor(&midpoint_taus(0.1, 8), 1);
+        let head = net.cvar_head(&one);
+        let cached = net.scores_with_head(&psi, &head);
+        let diff = (&q - cached).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");
     }
 }

@@ -12,6 +12,18 @@
 //!   safetensors checkpoints.
 //! - [`config`]: serde configuration with every hyper-parameter; [`factory_by_name`] builds a
 //!   factory from a policy name and an [`AgentsConfig`].
+//!
+//! # Using a learner
+//!
+//! `factory_by_name("malcolm-strict", &AgentsConfig::default())` gives an
+//! `Arc<dyn PolicyFactory>`; each env session gets `new_session(&hello, seed)` and calls
+//! `decide` per Step (which also records the Step's outcomes; `observe` with the same
+//! outcomes is harmless), `end_episode` per EpisodeEnd. `set_mode(Train)` explores and
+//! learns, `Eval` acts deterministically (CVaR over fixed midpoint taus), `Frozen` is Eval
+//! without weight refreshes. `save_checkpoint` / `load_checkpoint` write and read one
+//! safetensors file (weights, target network, Adam moments, acting weights, counters and
+//! config in the header). `examples/train_hetero.rs` trains against the embedded simulator
+//! and compares with the baselines; `benches/iqn.rs` prints latency and update rates.
 
 pub mod adam;
 pub mod checkpoint;

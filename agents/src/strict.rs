@@ -682,6 +682,8 @@ pub struct StrictPolicy {
     rng: ChaCha8Rng,
     reward: RewardConfig,
     eval_taus: Tensor,
+    /// `IqnNet::cvar_head` of `eval_taus` for the current weights (None after a refresh).
+    eval_head: Option<Tensor>,
     view: OriginView,
     shared_buf: Vec<f32>,
     cand_buf: Vec<f32>,
@@ -708,6 +710,7 @@ impl StrictPolicy {
             reward: c.reward.into(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             eval_taus,
+            eval_head: None,
             tx,
             fb,
             _vs: vs,
@@ -743,6 +746,7 @@ impl StrictPolicy {
         });
         self.seen_seq = seq;
         self.version = snap.policy_version;
+        self.eval_head = None;
     }
 
     fn flush(&mut self) {
@@ -828,20 +832,22 @@ impl Policy for StrictPolicy {
         }
         let k = self.shared.config.k_tau;
         let alpha = self.shared.config.cvar_alpha;
-        // One set of taus per Step: the tau embedding is then computed once, not per task.
-        let taus = if train {
-            uniform_taus(&mut self.rng, 1, k, alpha)
-        } else {
-            self.eval_taus.shallow_clone()
-        };
+        // Train: one set of taus ~ U[0, alpha] per Step (the tau embedding is computed once,
+        // not per task). Eval: fixed midpoint taus, folded into a cached head vector.
+        let taus = train.then(|| uniform_taus(&mut self.rng, 1, k, alpha));
+        if !train && self.eval_head.is_none() {
+            self.eval_head = Some(tch::no_grad(|| self.net.cvar_head(&self.eval_taus)));
+        }
         let scores = tch::no_grad(|| {
             let shared = Tensor::from_slice(&self.shared_buf).view([t as i64, s as i64]);
             let cand = Tensor::from_slice(&self.cand_buf).view([t as i64, n as i64, c as i64]);
             let psi = self.net.psi(&shared, &cand);
-            self.net
-                .mean_over_taus(&psi, &taus)
-                .to_kind(Kind::Float)
-                .contiguous()
+            let scores = match (&taus, &self.eval_head) {
+                (Some(taus), _) => self.net.mean_over_taus(&psi, taus),
+                (None, Some(head)) => self.net.scores_with_head(&psi, head),
+                (None, None) => unreachable!("eval head computed above"),
+            };
+            scores.to_kind(Kind::Float).contiguous()
         });
         self.scores.resize(t * n, 0.0);
         scores.copy_data(&mut self.scores, t * n);
