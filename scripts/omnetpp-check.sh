@@ -7,7 +7,8 @@
 #   3. EDF servers meet more deadlines than FCFS servers on the same workload;
 #   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
 #   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy;
-#   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over.
+#   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over;
+#   7. the same when the agent server dies in the middle of a run.
 # Agent: MALCOLM_AGENT_ENDPOINT=tcp://host:port uses a running server; otherwise
 # MALCOLM_AGENT_SERVER_BIN (default target/release/agent-server) is started on a free port
 # ("serve --bind ENDPOINT" plus MALCOLM_AGENT_SERVER_ARGS) and stopped at the end.
@@ -184,6 +185,45 @@ if (cd "$root/ini" && "$OPP_RUN" "${dead_args[@]}" '--**.coordinator.fallbackPol
 else
   tail -n 5 "$out/dead-fallback.log"
   fail "the fallback policy did not take over from a dead agent"
+fi
+
+echo "== 7. the agent dies in the middle of a run: a clear error, or the fallback policy takes over"
+# midrun NAME FALLBACK: starts a private agent server (po2, quick to start), kills it 1 s into
+# a long Hetero run, prints the run's exit status.
+midrun() {
+  local name="$1" fallback="$2" port ep pid rc
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  ep="tcp://127.0.0.1:$port"
+  "$bin" serve --bind "$ep" --control 127.0.0.1:0 --policy po2 >"$out/$name-agent.log" 2>&1 &
+  pid=$!
+  sleep 1
+  (cd "$root/ini" && "$OPP_RUN" -u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c Hetero -r 0 --sim-time-limit=200ms \
+    "--result-dir=$out/$name" "--**.coordinator.agentEndpoint=\"$ep\"" "--**.coordinator.bridgeTimeout=0.5s" \
+    "--**.coordinator.fallbackPolicy=\"$fallback\"" omnetpp.ini) >"$out/$name.log" 2>&1 &
+  local sim=$!
+  sleep 2
+  kill "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+  wait "$sim" && rc=0 || rc=$?
+  echo "$rc"
+}
+if [ -n "$agent_pid" ]; then
+  rc="$(midrun midrun-strict "")"
+  if [ "$rc" != 0 ] && grep -q "Step: no reply from agent" "$out/midrun-strict.log"; then
+    pass "agent killed mid-run, no fallback: the run stops with: $(grep -o 'Error: agent at [^(]*' "$out/midrun-strict.log" | head -n 1)(...)"
+  else
+    tail -n 5 "$out/midrun-strict.log"
+    fail "agent killed mid-run without fallback: exit $rc, expected an error naming the Step timeout"
+  fi
+  rc="$(midrun midrun-fallback power-of-2)"
+  if [ "$rc" = 0 ] && grep -q "continuing with the local fallback policy 'power-of-2'" "$out/midrun-fallback.log"; then
+    pass "agent killed mid-run, fallbackPolicy power-of-2: $(sum_scalar "$out/midrun-fallback" '.*\.coordinator' agentSteps) Steps by the agent, then $(sum_scalar "$out/midrun-fallback" '.*\.coordinator' fallbackDecisions) local decisions"
+  else
+    tail -n 5 "$out/midrun-fallback.log"
+    fail "agent killed mid-run with a fallback policy: exit $rc"
+  fi
+else
+  echo "      (skipped: needs the agent-server binary)"
 fi
 
 if [ "$failures" -gt 0 ]; then

@@ -12,7 +12,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/omnetpp-env.sh
 source "$root/scripts/omnetpp-env.sh"
 if [ $# -lt 1 ]; then
-  sed -n '2,10p' "$0"
+  sed -n '2,9p' "$0"
   exit 2
 fi
 config="$1"

@@ -264,13 +264,16 @@ void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t deadlineNs, uint32_t 
     t.serviceRefNs = serviceNs;
     t.taskClass = taskClass;
     emit(taskGeneratedSignal_, 1L);
-    // The decision reads this node's GST: record how stale the freshest-known peer entry is.
-    simtime_t newest = -1;
+    // The decision reads this node's GST: record how stale it is on average.
+    simtime_t ageSum;
+    int known = 0;
     for (int i = 0; i < numNodes_; i++)
-        if (i != nodeId_ && gstReceivedAt_[i] >= SIMTIME_ZERO)
-            newest = std::max(newest, gstReceivedAt_[i]);
-    if (newest >= SIMTIME_ZERO)
-        emit(heartbeatAgeSignal_, simTime() - newest);
+        if (i != nodeId_ && gstReceivedAt_[i] >= SIMTIME_ZERO) {
+            ageSum += simTime() - gstReceivedAt_[i];
+            known++;
+        }
+    if (known > 0)
+        emit(heartbeatAgeSignal_, ageSum / known);
     coordinator_->submit(this, t);
 }
 

@@ -31,8 +31,8 @@ class MalcolmApp : public cSimpleModule
     void gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs) const;
     // Decoded view for local policies (own entry fresh).
     std::vector<Heartbeat> gstView() const;
-    // The heartbeat this node would send now; rho over the window since the last call site
-    // that passed `advanceWindow`.
+    // The heartbeat this node would send now (rho: core utilisation over the last heartbeat
+    // interval).
     Heartbeat currentHeartbeat() const;
     int nodeId() const { return nodeId_; }
 
