@@ -1,6 +1,9 @@
 #include "BridgeCoordinator.h"
 
+#include <algorithm>
 #include <iostream>
+
+#include <unistd.h>
 
 #include "EdfScheduler.h"
 #include "MalcolmApp.h"
@@ -100,7 +103,14 @@ void BridgeCoordinator::connectAgent()
 {
     BridgeClientOptions o;
     o.endpoint = endpoint_;
-    o.timeoutMs = static_cast<int>(par("bridgeTimeout").doubleValue() * 1000);
+    double timeout = par("bridgeTimeout").doubleValue();
+    if (!(timeout > 0))
+        throw cRuntimeError("bridgeTimeout must be > 0");
+    o.timeoutMs = std::max(1, static_cast<int>(timeout * 1000));
+    // Unique among the envs of one agent server: runs may go in parallel (opp_runall).
+    std::string envId = par("envId").stdstringValue();
+    if (envId.empty())
+        envId = "omnetpp-" + std::to_string(::getpid()) + "-" + std::to_string(getEnvir()->getConfigEx()->getActiveRunNumber());
     std::vector<std::pair<std::string, std::string>> params;
     cModule *app0 = apps_[0];
     for (const char *p : {"rho", "serviceLaw", "paretoAlpha", "deadlineFactor", "heartbeatInterval", "microburstPeriod"})
@@ -111,7 +121,7 @@ void BridgeCoordinator::connectAgent()
     params.emplace_back("seedset", std::to_string(seed));
     try {
         client_ = std::make_unique<BridgeClient>(o);
-        pb::Hello hello = buildHello(par("envId").stdstringValue(), scenario_, seed, specs_,
+        pb::Hello hello = buildHello(envId, scenario_, seed, specs_,
                                      toNs(apps_[0]->par("heartbeatInterval")), params);
         pb::Welcome w = client_->hello(hello);
         policyVersion_ = w.policy_version();
