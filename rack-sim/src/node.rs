@@ -269,15 +269,6 @@ impl Node {
         self.version
     }
 
-    /// True when every job present is running: the slack of a running job does not change
-    /// with time, so the node's STH stays valid until [`Node::version`] changes.
-    pub fn all_running(&self) -> bool {
-        self.ingress.is_empty()
-            && self.edf.is_empty()
-            && self.fifo.is_empty()
-            && self.ps.jobs.is_empty()
-    }
-
     /// Tasks queued (ingress and ready) plus running.
     pub fn tasks_in_system(&self) -> usize {
         match self.spec.discipline.kind {
@@ -525,6 +516,20 @@ impl Node {
         }
     }
 
+    /// Processor-sharing jobs with their work left at `now` (the virtual clock advanced to
+    /// `now` without mutating the node).
+    fn ps_remaining(&self, now: u64) -> impl Iterator<Item = (Job, u64)> + '_ {
+        let v = if self.ps.jobs.is_empty() {
+            self.ps.v
+        } else {
+            self.ps.v + now.saturating_sub(self.ps.last) as f64 * self.ps_rate()
+        };
+        self.ps
+            .jobs
+            .iter()
+            .map(move |e| (e.job, (e.finish_v - v).max(0.0) as u64))
+    }
+
     /// Remaining work of all jobs at `now`, wall ns (the STH's `sum_load`, unrounded).
     pub fn remaining_work_ns(&self, now: u64) -> u64 {
         let queued: u64 = self
@@ -540,46 +545,50 @@ impl Node {
             .filter(|c| c.job.is_some())
             .map(|c| c.end.saturating_sub(now))
             .sum();
-        let ps: f64 = self
-            .ps
-            .jobs
-            .iter()
-            .map(|e| (e.finish_v - self.ps.v).max(0.0))
-            .sum();
-        queued + running + ps as u64
+        let ps: u64 = self.ps_remaining(now).map(|(_, r)| r).sum();
+        queued + running + ps
     }
 
     /// Fresh Slack Time Histogram over queued and running jobs at `now`: slack is the
     /// deadline minus the time the job would end if it started (or went on) right now.
     pub fn sth(&self, now: u64) -> SlackHistogram {
+        self.sth_until(now).0
+    }
+
+    /// [`Node::sth`] plus the first instant at which it would read differently if the jobs
+    /// stayed as they are: a running job's slack is fixed, a queued job's slack (in whole
+    /// microseconds, rounded down) steps at its next microsecond boundary.
+    pub fn sth_until(&self, now: u64) -> (SlackHistogram, u64) {
         let mut h = SlackHistogram::new();
         let mut load_ns: u64 = 0;
-        let mut add = |deadline: u64, finish: u64, remaining: u64| {
-            h.add(ns_to_us_floor(slack_ns(deadline, finish)), 0);
-            load_ns += remaining;
-        };
+        let mut until = u64::MAX;
         for j in self
             .ingress
             .iter()
             .chain(self.edf.iter())
             .chain(self.fifo.iter())
         {
-            add(j.deadline, now + j.work_ns, j.work_ns);
+            let slack = slack_ns(j.deadline, now + j.work_ns);
+            h.add(ns_to_us_floor(slack), 0);
+            load_ns += j.work_ns;
+            until = until.min(now + slack.rem_euclid(1000) as u64 + 1);
         }
         for c in &self.cores {
             if let Some(j) = c.job {
-                let remaining = c.end.saturating_sub(now);
-                add(j.deadline, c.end.max(now), remaining);
+                h.add(ns_to_us_floor(slack_ns(j.deadline, c.end.max(now))), 0);
+                load_ns += c.end.saturating_sub(now);
             }
         }
         if !self.ps.jobs.is_empty() {
-            for e in self.ps.jobs.iter() {
-                let remaining = (e.finish_v - self.ps.v).max(0.0) as u64;
-                add(e.job.deadline, now + remaining, remaining);
+            for (job, remaining) in self.ps_remaining(now) {
+                h.add(ns_to_us_floor(slack_ns(job.deadline, now + remaining)), 0);
+                load_ns += remaining;
             }
+            // Shared cores: remaining work shrinks at a fractional rate; valid this instant only.
+            until = now + 1;
         }
         h.sum_load_us = load_ns / 1000;
-        h
+        (h, until)
     }
 
     /// Forgets every job (new episode); busy-time accounting restarts at `now`.
@@ -761,6 +770,48 @@ mod tests {
             run(&mut keep, 1_000, out),
             vec![(0, 99_000, true), (1, 100_000, true)]
         );
+    }
+
+    #[test]
+    fn sth_is_constant_until_its_horizon() {
+        let no_preempt = Discipline {
+            preempt: false,
+            ..Discipline::edf()
+        };
+        let mut n = node(2, no_preempt);
+        let mut out = Vec::new();
+        // Running until 300 and 400 us (no timers fire here, and the loop stays below 300 us).
+        for (h, d, w) in [(0, 900_000, 300_000), (1, 950_000, 400_000)] {
+            n.enqueue(job(h, d, w));
+        }
+        n.drain(0, &mut out);
+        for (h, d, w) in [
+            (2, 120_345, 7_000),
+            (3, 200_777, 9_000),
+            (4, 150_001, 1_000),
+        ] {
+            n.enqueue(job(h, d, w));
+        }
+        n.drain(0, &mut out);
+        let mut now = 1_234;
+        for _ in 0..200 {
+            let (h, until) = n.sth_until(now);
+            assert!(until > now && until <= now + 1_000);
+            for t in now..until {
+                let g = n.sth(t);
+                assert_eq!(
+                    (g.buckets, g.min_slack_us),
+                    (h.buckets, h.min_slack_us),
+                    "t={t}"
+                );
+            }
+            now = until;
+        }
+        // Only running jobs: never changes.
+        let mut r = node(2, Discipline::edf());
+        r.enqueue(job(0, 90_000, 30_000));
+        r.drain(0, &mut out);
+        assert_eq!(r.sth_until(5).1, u64::MAX);
     }
 
     #[test]

@@ -62,8 +62,8 @@ enum Ev {
 #[derive(Debug, Clone)]
 struct NodeView {
     version: u64,
-    time: u64,
-    all_running: bool,
+    /// The view reads the same until this instant (see `Node::sth_until`).
+    valid_until: u64,
     sth: malcolm_proto::SlackHistogram,
     hb: Heartbeat,
 }
@@ -171,6 +171,7 @@ pub struct RackSim {
     /// Heartbeats on the wire per sender: (sent_at, payload).
     hb_in_flight: Vec<std::collections::VecDeque<(u64, [u8; HEARTBEAT_LEN])>>,
     views: Vec<Option<NodeView>>,
+    inv_cores: Vec<f64>,
     util_busy: Vec<u64>,
     util_time: u64,
     is_origin: Vec<bool>,
@@ -225,6 +226,11 @@ impl RackSim {
             gst_sent: vec![u64::MAX; n * n],
             hb_in_flight: vec![Default::default(); n],
             views: vec![None; n],
+            inv_cores: scenario
+                .nodes
+                .iter()
+                .map(|s| 1.0 / s.cores as f64)
+                .collect(),
             util_busy: vec![0; n],
             util_time: 0,
             is_origin: vec![false; n],
@@ -747,15 +753,17 @@ impl RackSim {
         step.nodes.truncate(n);
         step.nodes.resize_with(n, NodeState::default);
         let dt = now.saturating_sub(self.last_step_time);
+        // One division per Step, not per node.
+        let inv_dt = if dt == 0 { 0.0 } else { 1.0 / dt as f64 };
         for i in 0..n {
             let node = &self.nodes[i];
             let fresh = self.views[i].as_ref().is_some_and(|v| {
                 v.version == node.version()
                     && v.hb.reserved == self.policy_version[i]
-                    && (v.all_running || v.time == now)
+                    && now < v.valid_until
             });
             if !fresh {
-                let sth = node.sth(now);
+                let (sth, valid_until) = node.sth_until(now);
                 // rho of a node: tasks in system per core (1.0 = one task on every core).
                 let rho = node.tasks_in_system() as f64 / node.spec.cores as f64;
                 let hb = Heartbeat::from_sth(
@@ -767,8 +775,7 @@ impl RackSim {
                 );
                 self.views[i] = Some(NodeView {
                     version: node.version(),
-                    time: now,
-                    all_running: node.all_running(),
+                    valid_until,
                     sth,
                     hb,
                 });
@@ -797,9 +804,9 @@ impl RackSim {
             f.policy_version = hb.reserved;
             let busy = node.busy_core_ns(now);
             ns.utilisation = if dt == 0 {
-                node.busy_cores() as f64 / node.spec.cores as f64
+                node.busy_cores() as f64 * self.inv_cores[i]
             } else {
-                (busy - self.util_busy[i]) as f64 / (dt as f64 * node.spec.cores as f64)
+                (busy - self.util_busy[i]) as f64 * inv_dt * self.inv_cores[i]
             };
             self.util_busy[i] = busy;
             if self.is_origin[i] {
@@ -992,6 +999,57 @@ mod tests {
         // Local: service only. Remote: + 1000 B at 100 Gbps (80 ns) + 2.5 us. Hold: + 7 us.
         assert_eq!(lat, vec![10_000, 12_580, 17_000]);
         assert_eq!(NetworkModel::default().serialisation_ns(1000), 80);
+    }
+
+    /// The cached node views must read exactly like a fresh computation at every Step.
+    #[test]
+    fn cached_node_state_equals_fresh_state() {
+        for spec in [
+            "homogeneous-8:tasks=20000,warmup=0,rho=0.95,window_ns=0",
+            "hetero:tasks=20000,warmup=0,rho=0.9",
+            "homogeneous-4:tasks=5000,warmup=0,discipline=ps",
+        ] {
+            let mut sim = RackSim::new(by_name(spec).unwrap(), 2).unwrap();
+            let mut checked = 0;
+            while let SimEvent::Step(st) = sim.next_event() {
+                for (i, ns) in st.nodes.iter().enumerate() {
+                    let fresh = sim.nodes[i].sth(st.sim_time_ns);
+                    let s = ns.sth.as_ref().unwrap();
+                    assert_eq!(s.buckets, fresh.buckets.to_vec(), "{spec} node {i}");
+                    assert_eq!(s.min_slack_us, fresh.min_slack_or_zero());
+                    assert_eq!(s.total_tasks, fresh.total_tasks);
+                    assert_eq!(
+                        s.sum_load_us,
+                        sim.nodes[i].remaining_work_ns(st.sim_time_ns) / 1000
+                    );
+                    let hb = sim.heartbeat_of(i);
+                    let f = ns.heartbeat.as_ref().unwrap();
+                    assert_eq!(
+                        (f.flags, f.slack_p10_us, f.slack_p50_us, f.queue_len),
+                        (
+                            hb.flags as u32,
+                            hb.slack_p10_us as i32,
+                            hb.slack_p50_us as i32,
+                            hb.queue_len
+                        )
+                    );
+                    checked += 1;
+                }
+                let targets = st
+                    .tasks
+                    .iter()
+                    .map(|t| (t.task_id % 4) as u32 % st.nodes.len() as u32)
+                    .collect();
+                sim.apply(&Placement {
+                    step_index: st.step_index,
+                    targets,
+                    ..Default::default()
+                })
+                .unwrap();
+                sim.recycle(st);
+            }
+            assert!(checked > 1000);
+        }
     }
 
     #[test]

@@ -111,28 +111,47 @@ fn supermarket(lambda: f64, d: u32) -> f64 {
         .sum()
 }
 
-#[test]
-fn power_of_d_matches_the_supermarket_model() {
+/// One supermarket check: n = 100 single-core FCFS nodes, Exp(1) service, lambda = 0.9,
+/// zero network, zero probe cost, fresh state at every arrival.
+fn supermarket_check(d: u32, table: f64) {
     let lambda = 0.9;
-    for (d, expected_table) in [(1u32, 10.0), (2, 2.614), (3, 2.028)] {
-        let theory = supermarket(lambda, d);
-        assert!(rel(theory, expected_table) < 1e-3, "d={d}: {theory}");
-        let s = queueing(
-            100,
-            Discipline::fcfs(),
-            ServiceLaw::Exponential { mean_ns: MEAN_NS },
-            lambda,
-            TASKS,
-        );
-        let ds = d.to_string();
-        let r = run_baseline(
-            s,
-            10 + d as u64,
-            "power-of-d",
-            &[("d", ds.as_str()), ("probe_cost", "false")],
-        );
-        let got = r.latency.mean_ns / MEAN_NS as f64;
-        eprintln!("power-of-{d}, n=100, lambda={lambda}: mean sojourn {got:.4}, supermarket {theory:.4}, error {:.3}%", 100.0 * rel(got, theory));
-        assert!(rel(got, theory) < 0.05);
-    }
+    let theory = supermarket(lambda, d);
+    assert!(rel(theory, table) < 1e-3, "d={d}: {theory}");
+    let s = queueing(
+        100,
+        Discipline::fcfs(),
+        ServiceLaw::Exponential { mean_ns: MEAN_NS },
+        lambda,
+        TASKS,
+    );
+    let ds = d.to_string();
+    let r = run_baseline(
+        s,
+        10 + d as u64,
+        "power-of-d",
+        &[("d", ds.as_str()), ("probe_cost", "false")],
+    );
+    let got = r.latency.mean_ns / MEAN_NS as f64;
+    // The table is the n -> infinity limit; at n = 100 the mean sits slightly above it
+    // (measured 4.3% at n = 50, 2.7% at n = 100, 1.3% at n = 256 for d = 3).
+    eprintln!(
+        "power-of-{d}, n=100, lambda={lambda}: mean sojourn {got:.4}, supermarket {theory:.4}, error {:.3}%",
+        100.0 * rel(got, theory)
+    );
+    assert!(rel(got, theory) < 0.05);
+}
+
+#[test]
+fn power_of_1_matches_the_supermarket_model() {
+    supermarket_check(1, 10.0);
+}
+
+#[test]
+fn power_of_2_matches_the_supermarket_model() {
+    supermarket_check(2, 2.614);
+}
+
+#[test]
+fn power_of_3_matches_the_supermarket_model() {
+    supermarket_check(3, 2.028);
 }
