@@ -1052,6 +1052,31 @@ mod tests {
         }
     }
 
+    /// Task table and buffers follow the tasks in flight, not the run length.
+    #[test]
+    fn memory_follows_tasks_in_flight() {
+        let run = |tasks: u64| {
+            let spec = format!("homogeneous-16:tasks={tasks},warmup=0");
+            let mut sim = RackSim::new(by_name(&spec).unwrap(), 1).unwrap();
+            let mut local = |st: &Step| Placement {
+                step_index: st.step_index,
+                targets: st.tasks.iter().map(|t| t.origin).collect(),
+                ..Default::default()
+            };
+            crate::run_episode(&mut sim, &mut local).unwrap();
+            (
+                sim.tasks.slots.len(),
+                sim.queue.len(),
+                sim.outcomes.capacity(),
+            )
+        };
+        let small = run(20_000);
+        let large = run(200_000);
+        assert!(large.0 < 2_000, "task slots {large:?}");
+        // Ten times the tasks, nowhere near ten times the table.
+        assert!(large.0 < 2 * small.0 + 200, "{small:?} vs {large:?}");
+    }
+
     #[test]
     fn heartbeats_reach_the_gst_after_the_network_delay() {
         let mut s = by_name("homogeneous-4:tasks=2000,warmup=0,t_hb_us=50").unwrap();
