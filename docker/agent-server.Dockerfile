@@ -14,6 +14,9 @@ ARG RUNTIME_IMAGE=debian:12.12-slim
 
 FROM ${RUST_IMAGE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The build tools of scripts/setup.sh (today the crates vendor protoc and compile libzmq
+# themselves; the packages keep the build working where a crate looks for the system ones),
+# and python3-venv for the torch wheel. The compilers come with the rust image.
 # Versions are pinned by the base image tags (one Debian point release); pinning each Debian
 # package as well would break the build at the next security update of the release.
 # hadolint ignore=DL3008
