@@ -109,7 +109,7 @@ incast_check() {
     off_drops="$(sum_scalar "$out/$off" "$sw" framesDropped)"
     off_pauses="$(sum_scalar "$out/$off" "$sw" pauseFramesSentTotal)"
     echo "      $label PFC on:  switch drops $on_drops, NIC drops $on_nic_drops, PAUSE frames sent by switches $on_pauses (PAUSE/RESUME received by NICs $on_rx_pauses)"
-    echo "      $label PFC off: switch drops $off_drops, PAUSE frames $off_pauses"
+    echo "      $label PFC off: switch drops $off_drops, PAUSE frames $off_pauses, RDMA writes lost $(sum_scalar "$out/$off" '.*\.nic' 'writesLost:count') (PFC on: $(sum_scalar "$out/$on" '.*\.nic' 'writesLost:count'))"
     python3 -c "import sys; sys.exit(0 if float('$on_drops') == 0 and float('$on_nic_drops') == 0 and float('$on_pauses') > 0 and float('$on_rx_pauses') > 0 else 1)" &&
       pass "$label PFC on: no frame lost, $on_pauses PAUSE frames" || fail "$label PFC on: drops $on_drops/$on_nic_drops, pauses $on_pauses"
     python3 -c "import sys; sys.exit(0 if float('$off_drops') > 0 and float('$off_pauses') == 0 else 1)" &&

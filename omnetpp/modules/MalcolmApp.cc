@@ -354,7 +354,8 @@ void MalcolmApp::sendGoldenVectors()
 
 void MalcolmApp::receiveWrite(RoceFrame *f)
 {
-    emit(writeLatencySignal_, simTime() - f->getWriteStart());
+    if (!f->getWriteIncomplete())
+        emit(writeLatencySignal_, simTime() - f->getWriteStart());
     switch (f->getFrameType()) {
         case FRAME_HEARTBEAT: {
             if (f->getWriteIncomplete())

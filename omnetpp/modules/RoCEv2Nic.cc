@@ -15,6 +15,8 @@ RoCEv2Nic::~RoCEv2Nic()
     cancelAndDelete(rxDrain_);
     for (RoceFrame *f : rxQueue_)
         delete f;
+    for (auto& kv : partial_)
+        delete kv.second.sample;
 }
 
 void RoCEv2Nic::initialize(int stage)
@@ -163,13 +165,7 @@ void RoCEv2Nic::receiveFromWire(cPacket *pkt)
     if (a.admission == Admission::Dropped) {
         rxDrops_++;
         emit(rxDroppedSignal_, 1L);
-        damaged_[{f->getSrcNode(), f->getMessageId()}] = true;
-        if (f->getLastOfMessage()) {  // still tell the app the write is gone
-            f->setPayloadBytes(0);
-            deliverToHost(f);
-        }
-        else
-            delete f;
+        deliverToHost(f, true);
         return;
     }
     if (a.sendPause) {
@@ -183,17 +179,47 @@ void RoCEv2Nic::receiveFromWire(cPacket *pkt)
         scheduleAfter(rxQueue_.front()->getBitLength() / hostRate_, rxDrain_);
 }
 
-void RoCEv2Nic::deliverToHost(RoceFrame *f)
+void RoCEv2Nic::reportLostWritesBefore(int src, int prio, uint64_t messageId)
 {
-    auto key = std::make_pair(f->getSrcNode(), f->getMessageId());
-    uint64_t got = (reassembly_[key] += f->getPayloadBytes());
+    auto it = partial_.lower_bound({src, prio, 0});
+    while (it != partial_.end() && std::get<0>(it->first) == src && std::get<1>(it->first) == prio &&
+           std::get<2>(it->first) < messageId) {
+        RoceFrame *f = it->second.sample;
+        f->setWriteIncomplete(true);
+        emit(writeLostSignal_, 1L);
+        send(f, "appOut");  // the app learns the write (e.g. a task) is gone
+        it = partial_.erase(it);
+    }
+}
+
+void RoCEv2Nic::deliverToHost(RoceFrame *f, bool lost)
+{
+    int src = f->getSrcNode(), prio = f->getPriority();
+    uint64_t id = f->getMessageId();
+    reportLostWritesBefore(src, prio, id);
+    auto key = std::make_tuple(src, prio, id);
+    uint64_t total = std::max<uint64_t>(1, f->getMessageBytes());
+    auto it = partial_.find(key);
+    if (it == partial_.end()) {
+        if (f->getLastOfMessage() && !lost && f->getPayloadBytes() >= total) {
+            send(f, "appOut");  // a single-segment write: the common case, no bookkeeping
+            return;
+        }
+        it = partial_.emplace(key, Partial()).first;
+        it->second.sample = f->dup();
+    }
+    Partial& p = it->second;
+    if (lost)
+        p.damaged = true;
+    else
+        p.bytes += f->getPayloadBytes();
     if (!f->getLastOfMessage()) {
         delete f;
         return;
     }
-    bool complete = got == std::max<uint64_t>(1, f->getMessageBytes()) && !damaged_.count(key);
-    reassembly_.erase(key);
-    damaged_.erase(key);
+    bool complete = !p.damaged && p.bytes == total;
+    delete p.sample;
+    partial_.erase(it);
     if (!complete) {
         f->setWriteIncomplete(true);
         emit(writeLostSignal_, 1L);

@@ -3,6 +3,7 @@
 
 #include <deque>
 #include <map>
+#include <tuple>
 #include <memory>
 
 #include <omnetpp.h>
@@ -34,7 +35,9 @@ class RoCEv2Nic : public cSimpleModule
   private:
     void segmentWrite(RoceFrame *write);
     void receiveFromWire(cPacket *pkt);
-    void deliverToHost(RoceFrame *frame);
+    // Reassembly: a segment reaches host memory (lost == false) or was dropped here (true).
+    void deliverToHost(RoceFrame *frame, bool lost = false);
+    void reportLostWritesBefore(int src, int prio, uint64_t messageId);
     void queuePause(int prio, uint16_t quanta);
     void tryTransmit();
     void updatePausedSignal();
@@ -53,8 +56,16 @@ class RoCEv2Nic : public cSimpleModule
     PfcPauseState txPause_;
     std::unique_ptr<PfcIngressBuffer> rx_;
     std::deque<RoceFrame *> rxQueue_;
-    std::map<std::pair<int, uint64_t>, uint64_t> reassembly_;  // (src, messageId) -> payload bytes received
-    std::map<std::pair<int, uint64_t>, bool> damaged_;          // writes with a segment lost here
+    // Writes in progress, by (source, priority, message id). Segments of one source and
+    // priority arrive in order, so a write still open when a later one of the same source
+    // and priority shows up has lost segments (its last one, at least) on the way.
+    struct Partial
+    {
+        uint64_t bytes = 0;
+        bool damaged = false;
+        RoceFrame *sample = nullptr;  // a copy of one segment: the write's task/heartbeat fields
+    };
+    std::map<std::tuple<int, int, uint64_t>, Partial> partial_;
 
     cMessage *txDone_ = nullptr, *pauseExpired_ = nullptr, *pauseRefresh_ = nullptr, *rxDrain_ = nullptr;
     cGate *portOut_ = nullptr;
