@@ -20,7 +20,7 @@ APT_PACKAGES=(
   libgtest-dev
   libsqlite3-dev
   fonts-dejavu-core
-  docker-compose
+  docker-compose shellcheck
 )
 
 missing=()
