@@ -22,3 +22,10 @@ fi
 
 echo "== Main job smoke test: agent-server train --quick"
 bash scripts/check-main-job.sh
+
+echo "== Docker stack: compose validation, hadolint, shellcheck"
+bash scripts/check-docker.sh
+
+echo "== Combined run without Docker (agent-server serve + env processes)"
+cr_out="$(mktemp -d)/combined"
+bash scripts/combined-run.sh --quick --out "$cr_out"
