@@ -18,7 +18,7 @@ mod tests {
         assert_eq!(fmt_tick(0.99999, false), "1");
         assert_eq!(fmt_tick(2.5, true), "316");
         assert_eq!(fmt_tick(0.25, false), "0.25");
-        assert_eq!(fmt_tick(105000.0, false), "1.1e5");
+        assert_eq!(fmt_tick(123000.0, false), "1.2e5");
         assert_eq!(fmt_tick(0.0, false), "0");
     }
 }
