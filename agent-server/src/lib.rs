@@ -16,6 +16,8 @@
 //! - [`replay`]: re-deciding a recorded trace; agreement, latency, counterfactual workload.
 //! - [`results`], [`plots`], [`stats`]: CSV, markdown with 95% intervals, PNG figures.
 //! - [`bench`]: the bridge round-trip benchmark; [`config`]: the optional config file.
+//! - [`experiment`]: the design's experiments (hetero, barrier ablation, heavy tail,
+//!   staleness, load, micro-bursts, CVaR level) with CSV, markdown and figures.
 //!
 //! The binary (`src/main.rs`) is a thin clap front end over these.
 
@@ -24,6 +26,7 @@ pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod eval;
+pub mod experiment;
 pub mod job;
 pub mod plots;
 pub mod registry;

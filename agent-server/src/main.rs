@@ -67,6 +67,11 @@ enum Command {
     Env(EnvArgs),
     /// Probe a server's gRPC health service; exit 0 when SERVING (container healthchecks).
     Health(HealthArgs),
+    /// The design's experiments (hetero, barrier-ablation, heavy-tail, staleness, load,
+    /// microburst, cvar, or all): train, evaluate on held-out seeds, write CSV, markdown and
+    /// PNG figures with 95% intervals into a results folder.
+    #[command(name = "experiment")]
+    Experiment(agent_server::experiment::ExperimentArgs),
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +310,7 @@ fn real_main() -> Result<()> {
                 Command::Bench(_) => "bench",
                 Command::Env(_) => "env",
                 Command::Health(_) => "health",
+                Command::Experiment(_) => "experiment",
             };
             for (k, v) in config::env_from_file(path, sub)? {
                 if std::env::var_os(&k).is_none() {
@@ -332,6 +338,7 @@ fn real_main() -> Result<()> {
         Command::Bench(a) => bench(a),
         Command::Env(a) => env_cmd(a),
         Command::Health(a) => health(a),
+        Command::Experiment(a) => agent_server::experiment::run_cli(a),
     }
 }
 
