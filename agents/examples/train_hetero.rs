@@ -4,11 +4,16 @@
 //!
 //! `cargo run --release -p malcolm-agents --example train_hetero -- [--budget-s 540]
 //!  [--scenario SPEC] [--out DIR] [--config agents.json] [--lr X] [--discount X]
-//!  [--alpha X] [--seeds 1001,1002,1003]`
+//!  [--alpha X] [--seed N] [--malcolm-budget-s 90] [--seeds 1001,1002,1003] [--load CKPT]`
+//!
+//! `--load CKPT --budget-s 0 --malcolm-budget-s 0` only evaluates a saved checkpoint.
+//!
+//! The original Malcolm (actor-critic, FCFS nodes as in the design) is trained afterwards for
+//! `--malcolm-budget-s` and joins the comparison (0 skips it).
 //!
 //! Writes `DIR/learning_curve.csv`, `DIR/comparison.csv` and `DIR/malcolm_strict.safetensors`.
 
-use malcolm_agents::{AgentsConfig, StrictFactory};
+use malcolm_agents::{AgentsConfig, MalcolmFactory, StrictFactory};
 use malcolm_policies::{Decision, Mode, Policy, PolicyFactory};
 use malcolm_proto::bridge::Placement;
 use rack_sim::{run_policy, scenario, RackSim, Report, SimEvent};
@@ -16,9 +21,9 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// Tight deadlines (F = 3) at a load the fast nodes alone could carry: the design's setting
-/// where sending work to slow nodes (5x slower) misses by construction.
-const DEFAULT_SCENARIO: &str = "hetero:f=3,rho=0.4";
+/// rack-sim's `hetero`: 2 fast : 3 slow, tight deadlines (F = 3) so work sent to a slow node
+/// (5x slower) misses by construction, at a load just above what the fast nodes can carry.
+const DEFAULT_SCENARIO: &str = "hetero";
 const TRAIN_TASKS: &str = "tasks=30000,warmup=0";
 const EVAL_TASKS: &str = "tasks=30000,warmup=3000";
 /// How far (in updates) the learner may fall behind the replay ratio before the
@@ -31,6 +36,8 @@ struct Args {
     out: PathBuf,
     config: AgentsConfig,
     seeds: Vec<u64>,
+    malcolm_budget: Duration,
+    load: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +47,8 @@ fn parse_args() -> Args {
         out: PathBuf::from("target/train_hetero"),
         config: AgentsConfig::default(),
         seeds: vec![1001, 1002, 1003],
+        malcolm_budget: Duration::from_secs(90),
+        load: None,
     };
     a.config.iqn.eps_decay_decisions = 60_000;
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +66,11 @@ fn parse_args() -> Args {
             "--lr" => a.config.iqn.lr = v.parse().expect("--lr"),
             "--discount" => a.config.iqn.discount = v.parse().expect("--discount"),
             "--alpha" => a.config.iqn.cvar_alpha = v.parse().expect("--alpha"),
+            "--load" => a.load = Some(v.into()),
+            "--seed" => a.config.iqn.seed = v.parse().expect("--seed"),
+            "--malcolm-budget-s" => {
+                a.malcolm_budget = Duration::from_secs_f64(v.parse().expect("--malcolm-budget-s"))
+            }
             "--seeds" => a.seeds = v.split(',').map(|s| s.parse().expect("--seeds")).collect(),
             other => panic!("unknown argument {other}"),
         }
@@ -77,8 +91,10 @@ fn cpu_seconds() -> f64 {
 }
 
 fn sim(spec: &str, tasks: &str, discipline: &str, seed: u64) -> RackSim {
-    let s =
-        scenario::by_name(&format!("{spec},{tasks},discipline={discipline}")).expect("scenario");
+    // `name[:k=v,...]`: append our keys after the user's.
+    let sep = if spec.contains(':') { ',' } else { ':' };
+    let s = scenario::by_name(&format!("{spec}{sep}{tasks},discipline={discipline}"))
+        .expect("scenario");
     RackSim::new(s, seed).expect("sim")
 }
 
@@ -155,7 +171,6 @@ fn baseline(name: &str, spec: &str, discipline: &str, seed: u64) -> Report {
 }
 
 fn main() {
-    tracing_subscriber_init();
     let args = parse_args();
     std::fs::create_dir_all(&args.out).expect("out dir");
     println!(
@@ -163,6 +178,10 @@ fn main() {
         args.scenario, args.budget, args.config.iqn
     );
     let factory = StrictFactory::new(args.config.iqn.clone()).expect("factory");
+    if let Some(p) = &args.load {
+        let info = factory.load_checkpoint(p).expect("load checkpoint");
+        println!("loaded {} (version {})", p.display(), info.policy_version);
+    }
     let t0 = Instant::now();
     let cpu0 = cpu_seconds();
     let deadline = t0 + args.budget;
@@ -225,21 +244,49 @@ fn main() {
         ckpt.policy_version
     );
 
+    // The original Malcolm on FCFS nodes, trained on the same scenario for its own budget.
+    let malcolm = (!args.malcolm_budget.is_zero()).then(|| {
+        let f = MalcolmFactory::new(args.config.malcolm.clone()).expect("malcolm factory");
+        let t = Instant::now();
+        let mut ep = 0u64;
+        while t.elapsed() < args.malcolm_budget {
+            let mut s = sim(&args.scenario, TRAIN_TASKS, "fcfs", 1 + ep);
+            let p = f.new_session(&s.hello("malcolm"), 1 + ep).expect("session");
+            let r = run_policy(&mut s, p, 1).expect("malcolm episode");
+            println!(
+                "malcolm episode {ep}: train miss {:.4}, updates {}",
+                r.miss_rate,
+                f.status().updates
+            );
+            ep += 1;
+        }
+        f.set_mode(Mode::Eval);
+        f
+    });
+
     let mut table = String::from("policy,discipline,seed,miss_rate,goodput_per_s,p99_us\n");
     let mut rows: Vec<(String, Vec<Report>)> = Vec::new();
-    let runs: [(&str, &str); 4] = [
+    let runs: [(&str, &str); 5] = [
         ("malcolm-strict", "edf"),
+        ("malcolm", "fcfs"),
         ("po2", "fcfs"),
         ("slack-greedy", "edf"),
         ("random", "edf"),
     ];
     for (name, disc) in runs {
+        if name == "malcolm" && malcolm.is_none() {
+            continue;
+        }
         let reports: Vec<Report> = args
             .seeds
             .iter()
             .map(|&seed| {
                 if name == "malcolm-strict" {
                     eval_strict(&factory, &args.scenario, seed)
+                } else if let (true, Some(f)) = (name == "malcolm", &malcolm) {
+                    let s = sim(&args.scenario, EVAL_TASKS, disc, seed);
+                    let p = f.new_session(&s.hello("eval"), seed).expect("session");
+                    eval_policy(p, &args.scenario, disc, seed)
                 } else {
                     baseline(name, &args.scenario, disc, seed)
                 }
@@ -277,8 +324,4 @@ fn main() {
         "dropped transitions (full channel): {}",
         factory.dropped_transitions()
     );
-}
-
-fn tracing_subscriber_init() {
-    // Library logs are tracing events; this example only prints, so a subscriber is optional.
 }

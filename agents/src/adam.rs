@@ -107,7 +107,6 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Device;
 
     #[test]
     fn minimises_a_quadratic_like_pytorch_adam() {
@@ -127,6 +126,5 @@ mod tests {
         assert!(x.double_value(&[0]).abs() < 0.05);
         assert!(adam.state_mut("m.x").is_some());
         assert!(adam.state_mut("q.x").is_none());
-        let _ = Device::Cpu;
     }
 }
