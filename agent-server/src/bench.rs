@@ -126,7 +126,8 @@ pub fn synthetic_step(n: u32, tasks: u32, index: u64) -> Step {
     }
 }
 
-fn bench_hello(n: u32, env_id: &str) -> Hello {
+/// A Hello for a rack of `n` fast EDF nodes (benchmarks and tests).
+pub fn synthetic_hello(n: u32, env_id: &str) -> Hello {
     Hello {
         env_id: env_id.into(),
         simulator: "bench".into(),
@@ -161,7 +162,7 @@ impl BenchEnv {
         let mut env = Self { sock, next_id: 1 };
         env.call(&encode_envelope(&envelope(
             0,
-            Body::Hello(bench_hello(n, name)),
+            Body::Hello(synthetic_hello(n, name)),
         )))?;
         Ok(env)
     }

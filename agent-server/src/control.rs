@@ -88,6 +88,31 @@ impl Control {
     }
 }
 
+impl Control {
+    /// Runs a checkpoint save or load of the active policy off the async threads (it does
+    /// file I/O and may wait for the learner).
+    async fn checkpoint_op(
+        &self,
+        req: &CheckpointRequest,
+        op: fn(
+            &dyn malcolm_policies::PolicyFactory,
+            &std::path::Path,
+        ) -> Result<malcolm_policies::CheckpointInfo, malcolm_policies::PolicyError>,
+    ) -> Result<Response<CheckpointReply>, tonic::Status> {
+        let path = checkpoint_path(req)?;
+        let (_, factory) = self.shared.active();
+        let info = tokio::task::spawn_blocking(move || op(factory.as_ref(), &path))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(CheckpointReply {
+            path: info.path.display().to_string(),
+            bytes: info.bytes,
+            policy_version: info.policy_version,
+        }))
+    }
+}
+
 type MetricsStream = Pin<Box<dyn Stream<Item = Result<Metrics, tonic::Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -138,34 +163,16 @@ impl AgentControl for Control {
         &self,
         req: Request<CheckpointRequest>,
     ) -> Result<Response<CheckpointReply>, tonic::Status> {
-        let path = checkpoint_path(req.get_ref())?;
-        let (_, factory) = self.shared.active();
-        let info = tokio::task::spawn_blocking(move || factory.save_checkpoint(&path))
+        self.checkpoint_op(req.get_ref(), |f, p| f.save_checkpoint(p))
             .await
-            .map_err(|e| tonic::Status::internal(e.to_string()))?
-            .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?;
-        Ok(Response::new(CheckpointReply {
-            path: info.path.display().to_string(),
-            bytes: info.bytes,
-            policy_version: info.policy_version,
-        }))
     }
 
     async fn load_checkpoint(
         &self,
         req: Request<CheckpointRequest>,
     ) -> Result<Response<CheckpointReply>, tonic::Status> {
-        let path = checkpoint_path(req.get_ref())?;
-        let (_, factory) = self.shared.active();
-        let info = tokio::task::spawn_blocking(move || factory.load_checkpoint(&path))
+        self.checkpoint_op(req.get_ref(), |f, p| f.load_checkpoint(p))
             .await
-            .map_err(|e| tonic::Status::internal(e.to_string()))?
-            .map_err(|e| tonic::Status::failed_precondition(e.to_string()))?;
-        Ok(Response::new(CheckpointReply {
-            path: info.path.display().to_string(),
-            bytes: info.bytes,
-            policy_version: info.policy_version,
-        }))
     }
 
     type StreamMetricsStream = MetricsStream;

@@ -152,24 +152,7 @@ impl RawEnv {
 }
 
 pub fn hello(n: u32, env_id: &str) -> Hello {
-    Hello {
-        env_id: env_id.into(),
-        simulator: "test".into(),
-        scenario: "hand-built".into(),
-        seed: 7,
-        nodes: (0..n)
-            .map(|i| NodeSpec {
-                node_id: i,
-                cores: 1,
-                speed: 1.0,
-                kind: "fast".into(),
-                discipline: Discipline::Edf as i32,
-            })
-            .collect(),
-        sth: Some(malcolm_proto::sth_config()),
-        heartbeat_interval_ns: 50_000,
-        parameters: Default::default(),
-    }
+    agent_server::bench::synthetic_hello(n, env_id)
 }
 
 /// A Step of `n` nodes where node `(k % n)` has the shortest queue, with `tasks` tasks.
