@@ -25,6 +25,11 @@ const DEFAULT_CONTROL: &str = "0.0.0.0:50051";
 /// Training budget of the main job: long enough for the learner to pass the baselines on
 /// `hetero` on a 2-core machine, short enough to wait for.
 const DEFAULT_TRAIN_MINUTES: f64 = 8.0;
+/// Tasks per training episode: short episodes give the learning curve many points and let
+/// the learner see many episode starts; evaluation runs the scenario's full length.
+const DEFAULT_TRAIN_TASKS: u64 = 20_000;
+/// Tasks per episode (training and evaluation) with --quick.
+const QUICK_TASKS: u64 = 6_000;
 /// Held-out seeds per evaluated policy: enough for a 95% interval.
 const DEFAULT_EVAL_SEEDS: usize = 5;
 
@@ -206,6 +211,9 @@ struct TrainArgs {
     /// Base seed of the training episodes.
     #[arg(long, env = "MALCOLM_SEED", default_value_t = 1)]
     seed: u64,
+    /// Tasks per training episode (evaluation uses the scenario's own length, 1e6 by default).
+    #[arg(long, env = "MALCOLM_TRAIN_TASKS", default_value_t = DEFAULT_TRAIN_TASKS)]
+    train_tasks: u64,
     /// Held-out evaluation seeds per policy.
     #[arg(long, env = "MALCOLM_EVAL_SEEDS", default_value_t = DEFAULT_EVAL_SEEDS)]
     eval_seeds: usize,
@@ -484,14 +492,21 @@ fn train(a: TrainArgs) -> Result<()> {
     let agents = a.policy.agents()?;
     let shared = a.policy.shared()?;
     let out = a.out.clone().unwrap_or_else(|| default_out(&a.scenario));
-    let (minutes, scenario, eval_seeds) = if a.quick {
+    let (minutes, train_scenario, eval_scenario, eval_seeds) = if a.quick {
+        let quick = with_default_length(&a.scenario, QUICK_TASKS);
         (
             a.minutes.min(1.0 / 3.0),
-            quick_scenario(&a.scenario),
+            quick.clone(),
+            quick,
             a.eval_seeds.min(2),
         )
     } else {
-        (a.minutes, a.scenario.clone(), a.eval_seeds)
+        (
+            a.minutes,
+            with_default_length(&a.scenario, a.train_tasks),
+            a.scenario.clone(),
+            a.eval_seeds,
+        )
     };
     if minutes <= 0.0 {
         bail!("--minutes must be positive");
@@ -500,7 +515,7 @@ fn train(a: TrainArgs) -> Result<()> {
         policy: a.policy.policy.clone(),
         agents,
         train: TrainOptions {
-            scenario: scenario.clone(),
+            scenario: train_scenario.clone(),
             envs: a.envs.max(1),
             budget: Duration::from_secs_f64(minutes * 60.0),
             max_episodes: a.episodes,
@@ -508,6 +523,7 @@ fn train(a: TrainArgs) -> Result<()> {
             endpoint: None,
             show_progress: true,
         },
+        eval_scenario: eval_scenario.clone(),
         eval_seeds,
         eval_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         out: out.clone(),
@@ -537,11 +553,13 @@ fn train(a: TrainArgs) -> Result<()> {
         ));
     }
     eprintln!(
-        "Training {} on `{}` for {:.1} min with {} env(s) over ZeroMQ; results in {}",
+        "Training {} on `{}` for {:.1} min with {} env(s) over ZeroMQ, then evaluating on `{}`; \
+         results in {}",
         opts.policy,
-        scenario,
+        train_scenario,
         minutes,
         opts.train.envs,
+        eval_scenario,
         out.display()
     );
     let summary = job::run_main_job(shared, &opts, &stop)?;
@@ -558,15 +576,13 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// Shorter episodes for `--quick` (unless the spec already sets `tasks`).
-fn quick_scenario(spec: &str) -> String {
+/// `spec` with episodes of `tasks` tasks (warm-up a tenth of them), unless it sets `tasks`.
+fn with_default_length(spec: &str, tasks: u64) -> String {
     if spec.contains("tasks=") {
-        spec.to_string()
-    } else if spec.contains(':') {
-        format!("{spec},tasks=6000,warmup=500")
-    } else {
-        format!("{spec}:tasks=6000,warmup=500")
+        return spec.to_string();
     }
+    let sep = if spec.contains(':') { ',' } else { ':' };
+    format!("{spec}{sep}tasks={tasks},warmup={}", tasks / 10)
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
