@@ -29,3 +29,6 @@ bash scripts/check-docker.sh
 echo "== Combined run without Docker (agent-server serve + env processes)"
 cr_out="$(mktemp -d)/combined"
 bash scripts/combined-run.sh --quick --out "$cr_out"
+
+echo "== Experiments, --quick mode: every experiment runs and writes well-formed outputs"
+bash scripts/experiments-quick.sh
