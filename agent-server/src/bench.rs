@@ -56,6 +56,9 @@ pub struct LatencyFigure {
 pub struct BridgeBenchReport {
     pub policy: String,
     pub latency: Vec<LatencyFigure>,
+    /// The same round trips against a raw ZeroMQ ROUTER echo (no protobuf, no session): the
+    /// transport's floor on this machine, measured in the same run.
+    pub echo_floor: Vec<LatencyFigure>,
     pub envs: u32,
     pub steps_per_second: f64,
     pub decisions_per_second: f64,
@@ -185,6 +188,52 @@ impl BenchEnv {
     }
 }
 
+/// Round trips of `payload` against a ROUTER that sends every message straight back.
+fn echo_floor(
+    ctx: &zmq::Context,
+    endpoint: &str,
+    transport: &str,
+    payload: &[u8],
+    round_trips: u32,
+) -> Result<LatencyFigure, BenchError> {
+    let router = ctx.socket(zmq::ROUTER)?;
+    router.set_linger(0)?;
+    router.bind(endpoint)?;
+    let ep = router
+        .get_last_endpoint()?
+        .unwrap_or_else(|_| endpoint.to_string());
+    let n = round_trips as usize + (round_trips as usize / 10).max(50);
+    let echo = std::thread::spawn(move || -> Result<(), zmq::Error> {
+        for _ in 0..n {
+            let parts = router.recv_multipart(0)?;
+            router.send_multipart(parts, 0)?;
+        }
+        Ok(())
+    });
+    let sock = ctx.socket(zmq::DEALER)?;
+    sock.set_linger(0)?;
+    sock.set_rcvtimeo(5_000)?;
+    sock.connect(&ep)?;
+    let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000_000, 3).expect("bounds");
+    for i in 0..n {
+        let t0 = Instant::now();
+        sock.send(payload, 0)?;
+        sock.recv_bytes(0)?;
+        if i >= n - round_trips as usize {
+            h.saturating_record(t0.elapsed().as_nanos() as u64);
+        }
+    }
+    echo.join()
+        .map_err(|_| BenchError::Env("echo thread panicked".into()))??;
+    Ok(LatencyFigure {
+        transport: transport.to_string(),
+        message_bytes: payload.len(),
+        p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+        p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+        mean_us: h.mean() / 1e3,
+    })
+}
+
 /// Runs the benchmark against a bridge serving `shared`'s active policy.
 pub fn bridge_bench(
     shared: Arc<Shared>,
@@ -258,9 +307,27 @@ pub fn bridge_bench(
                 .map_err(|_| BenchError::Env("bench env panicked".into()))??;
         }
         let secs = t0.elapsed().as_secs_f64();
+        let payload = encode_envelope(&envelope(
+            1,
+            Body::Step(synthetic_step(opts.nodes, opts.tasks, 0)),
+        ));
+        let echo_ipc =
+            std::env::temp_dir().join(format!("malcolm-echo-{}.sock", std::process::id()));
+        let echo_floor = vec![
+            echo_floor(
+                &ctx,
+                &format!("ipc://{}", echo_ipc.display()),
+                "ipc",
+                &payload,
+                opts.round_trips,
+            )?,
+            echo_floor(&ctx, "tcp://127.0.0.1:*", "tcp", &payload, opts.round_trips)?,
+        ];
+        let _ = std::fs::remove_file(&echo_ipc);
         Ok(BridgeBenchReport {
             policy: shared.policy_name(),
             latency,
+            echo_floor,
             envs: opts.envs,
             steps_per_second: steps as f64 / secs,
             decisions_per_second: (steps * opts.tasks as u64) as f64 / secs,

@@ -721,13 +721,27 @@ fn bench(a: BenchArgs) -> Result<()> {
         opts.nodes, opts.tasks, r.policy, opts.round_trips
     );
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10}",
-        "transport", "bytes", "p50 us", "p99 us", "mean us"
+        "{:<24} {:>8} {:>9} {:>9} {:>9}",
+        "round trip", "bytes", "p50 us", "p99 us", "mean us"
     );
-    for l in &r.latency {
+    for (what, figures) in [("bridge", &r.latency), ("raw ZeroMQ echo", &r.echo_floor)] {
+        for l in figures.iter() {
+            println!(
+                "{:<24} {:>8} {:>9.1} {:>9.1} {:>9.1}",
+                format!("{what} ({})", l.transport),
+                l.message_bytes,
+                l.p50_us,
+                l.p99_us,
+                l.mean_us
+            );
+        }
+    }
+    for (b, e) in r.latency.iter().zip(&r.echo_floor) {
         println!(
-            "{:<10} {:>10} {:>10.1} {:>10.1} {:>10.1}",
-            l.transport, l.message_bytes, l.p50_us, l.p99_us, l.mean_us
+            "{}: the bridge adds {:.1} us to the transport's p50 ({:.2}x the raw echo)",
+            b.transport,
+            b.p50_us - e.p50_us,
+            b.p50_us / e.p50_us
         );
     }
     println!(
