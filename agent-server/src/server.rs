@@ -33,13 +33,6 @@ pub struct ServeOptions {
     pub scenario: String,
 }
 
-/// A running server: bridge on a thread, control plane on the caller's tokio runtime.
-pub struct Server {
-    pub shared: Arc<Shared>,
-    pub endpoints: Vec<String>,
-    pub control_addr: std::net::SocketAddr,
-}
-
 /// Binds the bridge (blocking setup), to be run with [`run`].
 pub fn bind(ctx: &zmq::Context, cfg: BridgeConfig) -> Result<Bridge, ServerError> {
     Ok(Bridge::bind(ctx, cfg)?)

@@ -4,7 +4,7 @@
 //! Layout (see `proto/malcolm/bridge/v1/trace.proto`): magic `MSTRACE1`, a length-delimited
 //! `TraceHeader`, then length-delimited `TraceRecord`s; `.zst` files are zstd streams of it.
 
-use malcolm_proto::bridge::{Direction, Envelope, TraceHeader, TraceRecord};
+use malcolm_proto::bridge::{Direction, TraceHeader, TraceRecord};
 use prost::Message;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -376,9 +376,4 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Convenience: the envelope of a record (traces written by this crate always have one).
-pub fn record_envelope(rec: &TraceRecord) -> Option<&Envelope> {
-    rec.envelope.as_ref()
 }
