@@ -232,7 +232,7 @@ pub fn run_main_job(
         table,
         ratios(&summary),
         if checkpoint.is_some() {
-            ", `checkpoint.safetensors` (+ `.json` metadata)"
+            ", `checkpoint.safetensors` (weights, optimiser state and config in its metadata)"
         } else {
             ""
         }
