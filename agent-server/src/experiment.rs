@@ -1313,6 +1313,49 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
     write_md(out, md, t0)
 }
 
+/// Learner keys used as `Point::policy` mapped to their factories.
+type Learners = HashMap<String, Arc<dyn PolicyFactory>>;
+
+/// Trains Malcolm-Strict (on `ms_spec`, EDF nodes) and Malcolm (on `malcolm_spec`, FCFS
+/// nodes), keeps both checkpoints in `out`, and returns them with the learner map the sweep
+/// points refer to (`learner:ms`, `learner:malcolm`).
+fn train_ms_and_malcolm(
+    ctx: &Ctx,
+    size: &Size,
+    out: &Path,
+    ms_spec: &str,
+    malcolm_spec: &str,
+) -> Result<(Trained, Trained, Learners)> {
+    let ms = ctx.train(size, "malcolm-strict", &ctx.agents, ms_spec, size.seed)?;
+    let mal = ctx.train(size, "malcolm", &ctx.agents, malcolm_spec, size.seed)?;
+    save_checkpoint(out, "malcolm-strict", &ms);
+    save_checkpoint(out, "malcolm", &mal);
+    let learners = [
+        ("learner:ms".to_string(), ms.factory.clone()),
+        ("learner:malcolm".to_string(), mal.factory.clone()),
+    ]
+    .into();
+    Ok((ms, mal, learners))
+}
+
+/// The tail every parameter sweep shares: `config.json`, evaluation of every point on every
+/// seed, the CSVs and the sweep figures. Returns the per-point rows.
+fn run_sweep(
+    ctx: &Ctx,
+    name: &str,
+    size: &Size,
+    out: &Path,
+    points: &[Point],
+    learners: &Learners,
+    extra: serde_json::Value,
+) -> Result<Vec<PointRow>> {
+    write_config(ctx, name, size, out, points, extra)?;
+    let runs = evaluate_points(ctx, size, points, learners)?;
+    let rows = finish(out, points, &runs)?;
+    sweep_figures(name, out, &rows)?;
+    Ok(rows)
+}
+
 fn heavy_tail(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
     let t0 = Instant::now();
     let sz = format!("tasks={},warmup={}", size.tasks, size.warmup);
@@ -1325,44 +1368,28 @@ fn heavy_tail(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
             ),
         )
     };
-    let ms = ctx.train(
+    let (ms, mal, learners) = train_ms_and_malcolm(
+        ctx,
         size,
-        "malcolm-strict",
-        &ctx.agents,
+        out,
         &at(HEAVY_TAIL_TRAIN_ALPHA, false),
-        size.seed,
-    )?;
-    let mal = ctx.train(
-        size,
-        "malcolm",
-        &ctx.agents,
         &at(HEAVY_TAIL_TRAIN_ALPHA, true),
-        size.seed,
     )?;
-    save_checkpoint(out, "malcolm-strict", &ms);
-    save_checkpoint(out, "malcolm", &mal);
-    let learners: HashMap<String, Arc<dyn PolicyFactory>> = [
-        ("learner:ms".to_string(), ms.factory.clone()),
-        ("learner:malcolm".to_string(), mal.factory.clone()),
-    ]
-    .into();
     let mut points = Vec::new();
     for &a in ALPHAS {
         points.push(Point::new(MS, "learner:ms", &at(a, false), a)?);
         points.push(Point::new(MALCOLM, "learner:malcolm", &at(a, true), a)?);
         points.push(Point::new(PO2_FCFS, "po2", &at(a, true), a)?);
     }
-    write_config(
+    let rows = run_sweep(
         ctx,
         "heavy-tail",
         size,
         out,
         &points,
+        &learners,
         serde_json::json!({"alphas": ALPHAS, "train_alpha": HEAVY_TAIL_TRAIN_ALPHA}),
     )?;
-    let runs = evaluate_points(ctx, size, &points, &learners)?;
-    let rows = finish(out, &points, &runs)?;
-    sweep_figures("heavy-tail", out, &rows)?;
     let mut md = header(
         "heavy-tail",
         size,
@@ -1444,17 +1471,15 @@ fn staleness(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
             x,
         )?);
     }
-    write_config(
+    let rows = run_sweep(
         ctx,
         "staleness",
         size,
         out,
         &points,
+        &learners,
         serde_json::json!({"heartbeats_us": HEARTBEATS_US, "train_t_hb_us": STALENESS_TRAIN_HB_US}),
     )?;
-    let runs = evaluate_points(ctx, size, &points, &learners)?;
-    let rows = finish(out, &points, &runs)?;
-    sweep_figures("staleness", out, &rows)?;
     let mut md = header(
         "staleness",
         size,
@@ -1507,27 +1532,13 @@ fn load(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
             ),
         )
     };
-    let ms = ctx.train(
+    let (ms, mal, learners) = train_ms_and_malcolm(
+        ctx,
         size,
-        "malcolm-strict",
-        &ctx.agents,
+        out,
         &at(LOAD_TRAIN_RHO, false),
-        size.seed,
-    )?;
-    let mal = ctx.train(
-        size,
-        "malcolm",
-        &ctx.agents,
         &at(LOAD_TRAIN_RHO, true),
-        size.seed,
     )?;
-    save_checkpoint(out, "malcolm-strict", &ms);
-    save_checkpoint(out, "malcolm", &mal);
-    let learners: HashMap<String, Arc<dyn PolicyFactory>> = [
-        ("learner:ms".to_string(), ms.factory.clone()),
-        ("learner:malcolm".to_string(), mal.factory.clone()),
-    ]
-    .into();
     let mut points = Vec::new();
     for &rho in LOADS {
         points.push(Point::new(MS, "learner:ms", &at(rho, false), rho)?);
@@ -1535,17 +1546,15 @@ fn load(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         points.push(Point::new(PO2_FCFS, "po2", &at(rho, true), rho)?);
         points.push(Point::new("JSQ (EDF)", "jsq", &at(rho, false), rho)?);
     }
-    write_config(
+    let rows = run_sweep(
         ctx,
         "load",
         size,
         out,
         &points,
+        &learners,
         serde_json::json!({"loads": LOADS, "train_rho": LOAD_TRAIN_RHO}),
     )?;
-    let runs = evaluate_points(ctx, size, &points, &learners)?;
-    let rows = finish(out, &points, &runs)?;
-    sweep_figures("load", out, &rows)?;
     let mut md = header(
         "load",
         size,
