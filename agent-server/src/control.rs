@@ -41,34 +41,37 @@ pub fn mode_from_pb(m: PbMode) -> Option<Mode> {
 #[derive(Clone)]
 pub struct Control {
     shared: Arc<Shared>,
-    /// (when, decisions) at the previous status, for decisions/s.
-    last: Arc<Mutex<(Instant, u64)>>,
+    /// (when, decisions, learner updates) at the previous status, for the rates.
+    last: Arc<Mutex<(Instant, u64, u64)>>,
 }
 
 impl Control {
     pub fn new(shared: Arc<Shared>) -> Self {
         Self {
             shared,
-            last: Arc::new(Mutex::new((Instant::now(), 0))),
+            last: Arc::new(Mutex::new((Instant::now(), 0, 0))),
         }
     }
 
     pub fn status(&self) -> Status {
         let c = &self.shared.counters;
         let decisions = Counters::get(&c.decisions);
-        let rate = {
-            let mut last = self.last.lock().expect("status lock");
-            let dt = last.0.elapsed().as_secs_f64();
-            let r = if dt > 0.0 {
-                (decisions - last.1) as f64 / dt
-            } else {
-                0.0
-            };
-            *last = (Instant::now(), decisions);
-            r
-        };
         let (_, factory) = self.shared.active();
         let l = factory.status();
+        let (rate, update_rate) = {
+            let mut last = self.last.lock().expect("status lock");
+            let dt = last.0.elapsed().as_secs_f64();
+            let per_s = |now: u64, before: u64| {
+                if dt > 0.0 {
+                    now.saturating_sub(before) as f64 / dt
+                } else {
+                    0.0
+                }
+            };
+            let r = (per_s(decisions, last.1), per_s(l.updates, last.2));
+            *last = (Instant::now(), decisions, l.updates);
+            r
+        };
         Status {
             envs_connected: Counters::get(&c.envs_connected) as u32,
             steps_total: Counters::get(&c.steps),
@@ -84,6 +87,12 @@ impl Control {
             errors_total: Counters::get(&c.errors),
             sessions_expired: Counters::get(&c.sessions_expired),
             episodes_total: Counters::get(&c.episodes),
+            learner_updates_per_second: update_rate,
+            transitions_inserted: l.transitions_inserted,
+            transitions_dropped: l.transitions_dropped,
+            samples_per_insert_target: l.target_samples_per_insert,
+            samples_per_insert: l.samples_per_insert,
+            env_wait_seconds: l.env_wait_s,
         }
     }
 }

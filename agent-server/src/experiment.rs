@@ -29,7 +29,10 @@ use crate::registry;
 use crate::results::{self, SummaryRow};
 use crate::shared::Shared;
 use crate::stats::MeanCi;
-use crate::train::{train, CurvePoint, TrainOptions};
+use crate::train::{
+    train, CurvePoint, TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY,
+    DEFAULT_VALIDATION_SEEDS, VALIDATION_SEED_BASE,
+};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_agents::config::RewardKindName;
@@ -286,7 +289,20 @@ impl Ctx {
             "  training {policy} on `{scenario}` for {:.0} s ({} envs)",
             size.train_s, size.envs
         );
-        let curve = train(
+        let best_dir = tempfile::tempdir().context("a temporary folder for the best checkpoint")?;
+        let validation = ValidationOptions {
+            scenario: scenario.to_string(),
+            seeds: (0..DEFAULT_VALIDATION_SEEDS as u64)
+                .map(|i| VALIDATION_SEED_BASE + i)
+                .collect(),
+            every: if size.quick {
+                Duration::from_secs(5)
+            } else {
+                DEFAULT_VALIDATE_EVERY
+            },
+            best_checkpoint: best_dir.path().join("best.safetensors"),
+        };
+        let outcome = train(
             shared.clone(),
             &TrainOptions {
                 scenario: scenario.to_string(),
@@ -296,11 +312,19 @@ impl Ctx {
                 seed: train_seed,
                 endpoint: None,
                 show_progress: !size.quick && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                validation: Some(validation.clone()),
             },
             &Shutdown::new(),
         )
         .with_context(|| format!("training {policy} on {scenario}"))?;
         let factory = shared.active().1;
+        // Evaluate the best validated weights (as the main job does).
+        if outcome.best.is_some() {
+            factory
+                .load_checkpoint(&validation.best_checkpoint)
+                .context("loading the best validation checkpoint")?;
+        }
+        let curve = outcome.curve;
         factory.set_mode(Mode::Eval);
         let st = factory.status();
         eprintln!(

@@ -149,8 +149,13 @@ pub fn run_main_job(
     }
     shared.set_mode(Mode::Train);
     tracing::info!(scenario = %opts.train.scenario, budget_s = opts.train.budget.as_secs(), envs = opts.train.envs, "training");
-    let curve = train(shared.clone(), &opts.train, stop)?;
-    results::write_csv(&opts.out.join("learning_curve.csv"), &curve)?;
+    let outcome = train(shared.clone(), &opts.train, stop)?;
+    let curve = &outcome.curve;
+    results::write_csv(&opts.out.join("learning_curve.csv"), curve)?;
+    if !outcome.validation.is_empty() {
+        results::write_csv(&opts.out.join("validation.csv"), &outcome.validation)?;
+    }
+    let learner = factory.status();
     let checkpoint = opts.out.join("checkpoint.safetensors");
     let checkpoint = match factory.save_checkpoint(&checkpoint) {
         Ok(info) => Some(info.path),
@@ -162,19 +167,17 @@ pub fn run_main_job(
     };
     let curve_plot = |curve: &[CurvePoint]| -> Result<(), JobError> {
         if !curve.is_empty() {
-            results::learning_curve_plot(
+            results::learning_curve_with_validation_plot(
                 &opts.out.join("learning_curve.png"),
-                &format!(
-                    "{} on {}: training episodes",
-                    opts.policy, opts.train.scenario
-                ),
-                &[(opts.policy.clone(), curve)],
+                &format!("{} on {}", opts.policy, opts.train.scenario),
+                curve,
+                &outcome.validation,
                 5,
             )?;
         }
         Ok(())
     };
-    curve_plot(&curve)?;
+    curve_plot(curve)?;
     if stop.is_triggered() {
         return Ok(JobSummary {
             out: opts.out.clone(),
@@ -185,6 +188,22 @@ pub fn run_main_job(
             markdown: String::new(),
         });
     }
+    // Evaluate the best validated weights, not whatever training ended on.
+    let evaluated = match (&outcome.best, &opts.train.validation) {
+        (Some(best), Some(v)) => {
+            factory.load_checkpoint(&v.best_checkpoint)?;
+            format!(
+                "the best validation checkpoint (`best.safetensors`: policy version {}, validation \
+                 miss rate {:.2}% on {} validation seeds after {:.0} s; final weights in \
+                 `checkpoint.safetensors`)",
+                best.policy_version,
+                best.miss_rate * 100.0,
+                v.seeds.len(),
+                best.wall_s
+            )
+        }
+        _ => "the final weights (`checkpoint.safetensors`)".to_string(),
+    };
     shared.set_mode(Mode::Eval);
     let cases = opts
         .cases
@@ -216,19 +235,39 @@ pub fn run_main_job(
         &cdf_runs,
     )?;
     let table = results::markdown_table(&summary);
+    let train_s = curve.last().map_or(0.0, |p| p.wall_s);
+    let learner_line = if learner.updates > 0 {
+        format!(
+            "\nLearner: {} updates in {:.0} s ({:.1} updates/s), replay ratio {:.2} samples per \
+             inserted transition (configured {:.0}), {} transitions inserted, {} dropped, \
+             envs waited {:.0} s for the learner in all.\n",
+            learner.updates,
+            train_s,
+            learner.updates as f64 / train_s.max(1e-9),
+            learner.samples_per_insert,
+            learner.target_samples_per_insert,
+            learner.transitions_inserted,
+            learner.transitions_dropped,
+            learner.env_wait_s
+        )
+    } else {
+        String::new()
+    };
     let md = format!(
         "# {} on `{}`\n\nTrained for {:.0} s of wall clock ({} episodes of `{}`, {} envs over \
-         ZeroMQ), then evaluated greedily on {} held-out seeds ({}..). ± is the 95% interval over \
-         seeds; the miss rate counts late completions and drops.\n\n{}\n{}\n\nFiles: `eval.csv` (every run), `summary.csv`, `learning_curve.csv`, \
-         `latency_cdf.png`, `learning_curve.png`{}.\n",
+         ZeroMQ), then evaluated greedily from {} on {} held-out seeds ({}..). ± is the 95% \
+         interval over seeds; the miss rate counts late completions and drops.\n{}\n{}\n{}\n\nFiles: `eval.csv` (every run), `summary.csv`, `learning_curve.csv`, \
+         `validation.csv`, `latency_cdf.png`, `learning_curve.png`{}.\n",
         opts.policy,
         opts.eval_scenario,
-        curve.last().map_or(0.0, |p| p.wall_s),
+        train_s,
         curve.len(),
         opts.train.scenario,
         opts.train.envs,
+        evaluated,
         seeds.len(),
         EVAL_SEED_BASE,
+        learner_line,
         table,
         ratios(&summary),
         if checkpoint.is_some() {

@@ -7,7 +7,10 @@ use agent_server::job::{self, JobOptions, EVAL_SEED_BASE};
 use agent_server::registry;
 use agent_server::server::{self, ServeOptions};
 use agent_server::shared::Shared;
-use agent_server::train::TrainOptions;
+use agent_server::train::{
+    TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY, DEFAULT_VALIDATION_SEEDS,
+    VALIDATION_SEED_BASE,
+};
 use agent_server::{config, replay, results};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -226,6 +229,13 @@ struct TrainArgs {
     /// Also serve the gRPC control plane on this address while training (e.g. 127.0.0.1:50051).
     #[arg(long, env = "MALCOLM_CONTROL")]
     control: Option<String>,
+    /// Validate the acting weights greedily this often (seconds; 0: never) on validation
+    /// seeds, keep the best as best.safetensors and evaluate that one.
+    #[arg(long, env = "MALCOLM_VALIDATE_EVERY_S", default_value_t = DEFAULT_VALIDATE_EVERY.as_secs_f64())]
+    validate_every_s: f64,
+    /// Validation episodes (seeds) per validation, each as long as a training episode.
+    #[arg(long, env = "MALCOLM_VALIDATION_SEEDS", default_value_t = DEFAULT_VALIDATION_SEEDS)]
+    validation_seeds: usize,
     /// A small run for smoke tests: 20 s of training, short episodes, 2 seeds.
     #[arg(long)]
     quick: bool,
@@ -522,6 +532,20 @@ fn train(a: TrainArgs) -> Result<()> {
             seed: a.seed,
             endpoint: None,
             show_progress: true,
+            validation: (a.validate_every_s > 0.0 && a.validation_seeds > 0).then(|| {
+                ValidationOptions {
+                    scenario: train_scenario.clone(),
+                    seeds: (0..a.validation_seeds as u64)
+                        .map(|i| VALIDATION_SEED_BASE + i)
+                        .collect(),
+                    every: Duration::from_secs_f64(if a.quick {
+                        a.validate_every_s.min(8.0)
+                    } else {
+                        a.validate_every_s
+                    }),
+                    best_checkpoint: out.join("best.safetensors"),
+                }
+            }),
         },
         eval_scenario: eval_scenario.clone(),
         eval_seeds,

@@ -171,6 +171,51 @@ pub fn latency_cdf_plot(
 }
 
 /// Learning curve: training-episode miss rate (moving average over `window` episodes).
+/// Training episodes (moving average) and greedy validations of one learner, against the
+/// decisions served.
+pub fn learning_curve_with_validation_plot(
+    path: &Path,
+    title: &str,
+    curve: &[CurvePoint],
+    validation: &[crate::train::ValidationPoint],
+    window: usize,
+) -> Result<(), ResultsError> {
+    let mut series = vec![Series {
+        label: format!("training episodes (exploring; moving average of {window})"),
+        points: curve
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let lo = i.saturating_sub(window.max(1) - 1);
+                let w = &curve[lo..=i];
+                let m = w.iter().map(|q| q.miss_rate).sum::<f64>() / w.len() as f64;
+                (p.decisions as f64, m * 100.0, None)
+            })
+            .collect(),
+    }];
+    if !validation.is_empty() {
+        series.push(Series {
+            label: "greedy validation (validation seeds)".into(),
+            points: validation
+                .iter()
+                .map(|v| (v.decisions as f64, v.miss_rate * 100.0, None))
+                .collect(),
+        });
+    }
+    line_chart(
+        path,
+        &Chart {
+            title: title.into(),
+            x_label: "decisions served during training".into(),
+            y_label: "deadline miss rate %".into(),
+            x_log: false,
+            y_log: false,
+        },
+        &series,
+    )?;
+    Ok(())
+}
+
 pub fn learning_curve_plot(
     path: &Path,
     title: &str,

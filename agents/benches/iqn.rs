@@ -1,5 +1,7 @@
-//! Prints Malcolm-Strict's inference latency for one Step (16 tasks, 64 nodes) on one thread
-//! and the learner's updates per second at batch 256.
+//! Prints Malcolm-Strict's inference latency for one Step (16 tasks, 64 nodes) on one thread,
+//! and the learner's updates per second at the shipped configuration next to a PyTorch
+//! reference of the identical network, loss and optimiser (`iqn_reference.py`, run with the
+//! project's venv), with their ratio.
 
 use malcolm_agents::features::{FeatureBuilder, OriginView, CANDIDATE_FEATURES, SHARED_FEATURES};
 use malcolm_agents::replay::Transition;
@@ -97,23 +99,37 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn main() {
     tch::set_num_threads(1);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
-
-    for hidden in [64, 32] {
-        inference_bench(&mut rng, hidden);
+    let shipped = IqnConfig::default();
+    println!(
+        "shipped config: hidden {}, head hidden {}, K {} taus, N = N' = {}, batch {}, next candidates {}",
+        shipped.hidden, shipped.head_hidden, shipped.k_tau, shipped.n_tau, shipped.batch,
+        shipped.next_candidates
+    );
+    // `cargo bench -p malcolm-agents --bench iqn -- inference|training` runs one part.
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if run("inference") {
+        inference_bench(&mut rng, shipped.clone(), "shipped");
+        inference_bench(
+            &mut rng,
+            IqnConfig {
+                head_hidden: 0,
+                ..shipped.clone()
+            },
+            "linear head (ablation)",
+        );
     }
-    for (nodes, batch, hidden) in [(NODES, 256, 32), (5, 256, 32), (NODES, 256, 64)] {
-        train_bench(&mut rng, nodes, batch, hidden);
+    if run("training") {
+        for nodes in [5, NODES] {
+            train_bench(&mut rng, &shipped, nodes);
+        }
     }
 }
 
-/// One session's decide() latency, eval mode (deterministic CVaR over 32 fixed taus) and
-/// train mode.
-fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, hidden: usize) {
-    let factory = StrictFactory::new(IqnConfig {
-        hidden,
-        ..Default::default()
-    })
-    .expect("factory");
+/// One session's decide() latency for a Step of 16 tasks x 64 nodes, eval mode (CVaR over K
+/// fixed taus) and train mode.
+fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, config: IqnConfig, label: &str) {
+    let factory = StrictFactory::new(config).expect("factory");
     factory.set_mode(Mode::Eval);
     let mut policy = factory.new_session(&hello(), 1).expect("session");
     let steps: Vec<Step> = (0..200).map(|i| step(rng, i)).collect();
@@ -133,85 +149,138 @@ fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, hidden: usize) {
     let cpu_per_step_us = (thread_cpu_ns() - cpu0) as f64 / 1e3 / lat.len() as f64;
     lat.sort_by(f64::total_cmp);
     println!(
-        "inference, hidden {hidden}, {TASKS} tasks x {NODES} nodes, 1 thread, eval: p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  (wall, {} steps); on-CPU mean {cpu_per_step_us:.1} us/step",
+        "inference ({label}), {TASKS} tasks x {NODES} nodes, 1 thread, eval: p50 {:.1} us  p90 {:.1} us  p99 {:.1} us  (wall, {} steps); on-CPU mean {cpu_per_step_us:.1} us/step",
         percentile(&lat, 0.5),
         percentile(&lat, 0.9),
         percentile(&lat, 0.99),
         lat.len()
     );
-    // The Rust side alone: heartbeat decoding and feature building for the same Steps.
+    // Features alone: views, shared features, every candidate row.
     let mut fb = FeatureBuilder::from_hello(&hello()).expect("features");
     let mut view = OriginView::default();
-    let mut shared = vec![0f32; TASKS * SHARED_FEATURES];
-    let mut cand = vec![0f32; TASKS * NODES * CANDIDATE_FEATURES];
+    let mut shared = vec![0f32; SHARED_FEATURES];
+    let mut cand = vec![0f32; NODES * CANDIDATE_FEATURES];
     let t = Instant::now();
     for s in &steps {
-        fb.observe_tasks(&s.tasks);
-        for (i, task) in s.tasks.iter().enumerate() {
+        fb.begin_step(s).expect("step");
+        for task in &s.tasks {
             fb.origin_view(s, task.origin as usize, &mut view);
-            let (a, b) = (i * SHARED_FEATURES, i * NODES * CANDIDATE_FEATURES);
-            fb.task(
-                s,
-                task,
-                &view,
-                &mut shared[a..a + SHARED_FEATURES],
-                &mut cand[b..b + NODES * CANDIDATE_FEATURES],
-            );
+            fb.task(s, task, &view, &mut shared, &mut cand)
+                .expect("features");
         }
     }
     println!(
-        "  of which features (decode 16 views + 16 x 64 candidates): {:.1} us/step",
+        "  of which features (16 views + 16 x 64 candidate rows, no caching): {:.1} us/step",
         t.elapsed().as_secs_f64() * 1e6 / steps.len() as f64
-    );
-    factory.set_mode(Mode::Train);
-    let mut lat = Vec::new();
-    for s in &steps {
-        let t = Instant::now();
-        policy.decide(s, &mut out).expect("decide");
-        lat.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    lat.sort_by(f64::total_cmp);
-    println!(
-        "inference, train mode (sampled taus, transition bookkeeping): p50 {:.1} us  p99 {:.1} us",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.99)
     );
 }
 
 /// Synchronous learner updates on random transitions whose next states have `nodes`
-/// candidates.
-fn train_bench(rng: &mut rand_chacha::ChaCha8Rng, nodes: usize, batch: usize, hidden: usize) {
-    let mut learner = Learner::new(IqnConfig {
-        batch,
-        hidden,
-        ..Default::default()
-    })
-    .expect("learner");
-    for _ in 0..4096 {
+/// candidates (the replay keeps the best `next_candidates`), timed in rounds alternating with
+/// the PyTorch reference (agents/benches/iqn_reference.py) run by the project's venv python.
+fn train_bench(rng: &mut rand_chacha::ChaCha8Rng, config: &IqnConfig, nodes: usize) {
+    let mut learner = Learner::new(config.clone()).expect("learner");
+    for _ in 0..8192 {
         let r = |rng: &mut rand_chacha::ChaCha8Rng, n: usize| -> Box<[f32]> {
             (0..n).map(|_| rng.random_range(-1.0..1.0)).collect()
         };
-        learner.push(Transition {
+        learner.push(&Transition {
             shared: r(rng, SHARED_FEATURES),
             chosen: r(rng, CANDIDATE_FEATURES),
             reward: rng.random_range(-1.0..0.01),
-            bootstrap: true,
+            discount: config.discount as f32,
             next_shared: r(rng, SHARED_FEATURES),
             next_cand: r(rng, nodes * CANDIDATE_FEATURES),
         });
     }
+    let m = nodes.min(config.next_candidates);
     for _ in 0..5 {
         learner.update();
     }
-    let n = 100;
-    let t = Instant::now();
-    for _ in 0..n {
-        learner.update();
+    let updates = 100;
+    let mut reference = PyReference::start(config, m, updates);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        for _ in 0..updates {
+            learner.update();
+        }
+        ours.push(updates as f64 / t.elapsed().as_secs_f64());
+        if let Some(r) = reference.as_mut() {
+            match r.round() {
+                Some(x) => theirs.push(x),
+                None => reference = None,
+            }
+        }
     }
-    let dt = t.elapsed().as_secs_f64();
-    println!(
-        "training, batch {batch}, hidden {hidden}, N = N' = 32, next states of {nodes} candidates, 1 thread: {:.1} updates/s ({:.2} ms/update)",
-        n as f64 / dt,
-        dt * 1e3 / n as f64
+    ours.sort_by(f64::total_cmp);
+    theirs.sort_by(f64::total_cmp);
+    let line = format!(
+        "training, batch {}, next states of {nodes} candidates ({m} kept), 1 thread: Rust {:.0} updates/s ({:.2} ms/update)",
+        config.batch,
+        ours[1],
+        1e3 / ours[1]
     );
+    match theirs.get(1) {
+        Some(py) => println!(
+            "{line}; PyTorch reference {py:.0} updates/s; ratio Rust/PyTorch {:.2} (medians of 3 alternating rounds of {updates})",
+            ours[1] / py
+        ),
+        None => println!("{line}; PyTorch reference not run (no python with torch found: run scripts/setup.sh)"),
+    }
+}
+
+/// The PyTorch reference process, driven round by round.
+struct PyReference {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PyReference {
+    fn start(c: &IqnConfig, next: usize, updates: usize) -> Option<Self> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let venv = std::env::var("MALCOLM_VENV").ok()?;
+        let python = std::path::Path::new(&venv).join("bin/python");
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/iqn_reference.py");
+        let mut child = Command::new(python)
+            .arg(script)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take()?;
+        let stdout = std::io::BufReader::new(child.stdout.take()?);
+        let cfg = serde_json::json!({
+            "shared": SHARED_FEATURES, "cand": CANDIDATE_FEATURES, "hidden": c.hidden,
+            "head_hidden": c.head_hidden, "cos_embed": c.cos_embed, "batch": c.batch,
+            "n_tau": c.n_tau, "n_tau_target": c.n_tau_target, "k_tau": c.k_tau, "next": next,
+            "alpha": c.cvar_alpha, "kappa": c.kappa, "lr": c.lr, "clip": c.grad_clip,
+            "discount": c.discount, "updates": updates,
+        });
+        writeln!(stdin, "{cfg}").ok()?;
+        Some(Self {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+
+    fn round(&mut self) -> Option<f64> {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "go").ok()?;
+        self.stdin.flush().ok()?;
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).ok()?;
+        line.trim().strip_prefix("updates_per_s ")?.parse().ok()
+    }
+}
+
+impl Drop for PyReference {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

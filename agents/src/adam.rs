@@ -104,6 +104,56 @@ impl Adam {
     }
 }
 
+/// Adam over ONE flat parameter tensor (the IQN's layout, see `iqn.rs`): the whole step is a
+/// few vector operations instead of a handful per parameter tensor. Same update as
+/// [`Adam`] (PyTorch's), with the same global gradient-norm clip.
+#[derive(Debug)]
+pub struct FlatAdam {
+    pub lr: f64,
+    pub grad_clip: f64,
+    pub step: i64,
+    pub m: Tensor,
+    pub v: Tensor,
+}
+
+impl FlatAdam {
+    pub fn new(numel: usize, lr: f64, grad_clip: f64) -> Self {
+        let z = || Tensor::zeros([numel as i64], (Kind::Float, tch::Device::Cpu));
+        Self {
+            lr,
+            grad_clip,
+            step: 0,
+            m: z(),
+            v: z(),
+        }
+    }
+
+    /// One step of `params` (the flat leaf) along `grad`; returns the gradient norm before
+    /// clipping.
+    pub fn step(&mut self, params: &Tensor, grad: &Tensor) -> f64 {
+        tch::no_grad(|| {
+            let norm = grad.square().sum(Kind::Float).double_value(&[]).sqrt();
+            let scale = if self.grad_clip > 0.0 && norm > self.grad_clip {
+                self.grad_clip / norm
+            } else {
+                1.0
+            };
+            self.step += 1;
+            let bc1 = 1.0 - DEFAULT_BETA1.powi(self.step as i32);
+            let bc2 = 1.0 - DEFAULT_BETA2.powi(self.step as i32);
+            let g = grad * scale;
+            let new_m = &self.m * DEFAULT_BETA1 + &g * (1.0 - DEFAULT_BETA1);
+            let new_v = &self.v * DEFAULT_BETA2 + g.square() * (1.0 - DEFAULT_BETA2);
+            self.m.copy_(&new_m);
+            self.v.copy_(&new_v);
+            let update = (new_m / bc1) / ((new_v / bc2).sqrt() + DEFAULT_ADAM_EPS) * self.lr;
+            let mut p = params.shallow_clone();
+            let _ = p.g_sub_(&update);
+            norm
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,5 +176,33 @@ mod tests {
         assert!(x.double_value(&[0]).abs() < 0.05);
         assert!(adam.state_mut("m.x").is_some());
         assert!(adam.state_mut("q.x").is_none());
+    }
+
+    #[test]
+    fn flat_adam_matches_per_tensor_adam() {
+        let a = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.5f32]).set_requires_grad(true);
+        let mut per = Adam::new(
+            vec![
+                ("a".into(), a.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+            ],
+            0.05,
+            1.0,
+        );
+        let flat = Tensor::from_slice(&[1.0f32, -2.0, 0.5]).set_requires_grad(true);
+        let mut fa = FlatAdam::new(3, 0.05, 1.0);
+        for _ in 0..20 {
+            per.zero_grad();
+            ((&a * &a).sum(Kind::Float) * 3.0 + (&b * &b * &b).sum(Kind::Float)).backward();
+            per.step();
+            let f = (flat.narrow(0, 0, 2).square().sum(Kind::Float) * 3.0)
+                + flat.narrow(0, 2, 1).pow_tensor_scalar(3).sum(Kind::Float);
+            let g = Tensor::run_backward(&[f], &[&flat], false, false).remove(0);
+            fa.step(&flat, &g);
+        }
+        let both = Tensor::cat(&[a.detach(), b.detach()], 0);
+        let diff = (both - flat.detach()).abs().max().double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
     }
 }

@@ -4,38 +4,53 @@ use malcolm_policies::reward::{self, RewardConfig, RewardKind};
 use serde::{Deserialize, Serialize};
 
 /// Hidden width of every MLP (Malcolm-Strict and original Malcolm use the same size, design
-/// 6.3.3). 32 keeps one Step of 16 tasks x 64 candidates near 100-200 us on one core (64
-/// costs 4x in the per-candidate hidden layer and measured ~3x slower).
+/// 6.3.3). 32 keeps one Step of 16 tasks x 64 candidates within the inference budget on one
+/// core (`cargo bench -p malcolm-agents`).
 pub const DEFAULT_HIDDEN: usize = 32;
-/// Number of cosine basis functions cos(pi*i*tau), i = 1..64 (SPEC section 7).
+/// Width of the hidden ReLU layer after the Hadamard product (the reference IQN shape; 0 gives
+/// the linear head of the ablation). Its cost per candidate is K x H x this.
+pub const DEFAULT_HEAD_HIDDEN: usize = 16;
+/// Number of cosine basis functions cos(pi*i*tau), i = 1..64 (design).
 pub const DEFAULT_COS_EMBED: usize = 64;
-/// Quantiles sampled for the online network in the loss (N, SPEC section 7).
+/// Quantiles sampled for the online network in the loss (N, design).
 pub const DEFAULT_N_TAU: usize = 32;
-/// Quantiles sampled for the target network in the loss (N', SPEC section 7).
+/// Quantiles sampled for the target network in the loss (N', design).
 pub const DEFAULT_N_TAU_TARGET: usize = 32;
-/// Quantiles used to estimate CVaR when acting (K, SPEC section 7).
-pub const DEFAULT_K_TAU: usize = 32;
-/// Adam learning rate (SPEC section 7).
+/// Quantiles that estimate CVaR when acting and in the target's action choice (K). The design
+/// says 32; with the hidden head every tau costs a H x H2 product per candidate, and 8 midpoint
+/// taus keep a 16-task x 64-node Step within budget (see docs/results.md, "Learner").
+pub const DEFAULT_K_TAU: usize = 8;
+/// Adam learning rate (design).
 pub const DEFAULT_LR: f64 = 1e-4;
-/// Minibatch size (SPEC section 7).
+/// Minibatch size (design).
 pub const DEFAULT_BATCH: usize = 256;
-/// Discount per decision of the same origin (SPEC section 7).
+/// Discount per decision of the same origin (docs/results.md, "Learner": measured against
+/// 0 and 0.99 on validation seeds).
 pub const DEFAULT_DISCOUNT: f64 = 0.99;
 /// CVaR level alpha: the agent maximises the mean of the lowest 10% of returns.
 pub const DEFAULT_CVAR_ALPHA: f64 = 0.10;
-/// Huber threshold kappa of the quantile loss (SPEC section 7).
-pub const DEFAULT_KAPPA: f64 = 1.0;
-/// Replay capacity in transitions; one transition of a 64-node rack is about 3.5 KB, so the
-/// worst case is about 230 MB.
-pub const DEFAULT_REPLAY_CAPACITY: usize = 65_536;
+/// Huber threshold kappa of the quantile loss, in units of the scaled return. Chosen with
+/// [`DEFAULT_REWARD_SCALE`]: TD errors between returns that differ by one on-time task (~1e-3)
+/// already fall in the linear (quantile) part, so the loss estimates quantiles, not expectiles
+/// (tests/iqn_known_answers.rs checks quantiles and CVaR at these settings).
+pub const DEFAULT_KAPPA: f64 = 1e-3;
+/// Replay capacity in transitions: several minutes of data at the default replay ratio. A
+/// transition of a 64-node rack is about 1.4 KB (16 next candidates), of `hetero` about 0.6 KB.
+pub const DEFAULT_REPLAY_CAPACITY: usize = 262_144;
 /// Transitions in replay before the first update (enough for a few distinct minibatches).
-pub const DEFAULT_LEARN_START: usize = 2_048;
-/// One gradient update per this many new transitions (each transition is then replayed about
-/// batch / update_every = 64 times).
-pub const DEFAULT_UPDATE_EVERY: usize = 4;
+pub const DEFAULT_LEARN_START: usize = 4_096;
+/// Replay ratio: minibatch samples drawn per transition inserted (DeepMind Reverb's
+/// SampleToInsertRatio). Enforced: the training envs wait when the learner falls behind.
+pub const DEFAULT_SAMPLES_PER_INSERT: f64 = 32.0;
+/// How many updates the learner may owe before the sessions (and so the envs) wait for it.
+pub const DEFAULT_MAX_LAG_UPDATES: u64 = 8;
+/// Next-state candidates kept per transition for the target's max (the acting network's best
+/// ones; every candidate on racks of up to this many nodes).
+pub const DEFAULT_NEXT_CANDIDATES: usize = 16;
 /// Hard copy of the online network into the target network every this many updates.
 pub const DEFAULT_TARGET_UPDATE_EVERY: u64 = 500;
-/// The acting weights are republished every this many updates (a copy of ~15k floats).
+/// The acting weights are republished every this many updates (an Arc swap; sessions pick it
+/// up at their next Step).
 pub const DEFAULT_PUBLISH_EVERY: u64 = 25;
 /// Exploration: epsilon starts here (random placements on a heterogeneous rack are costly, so
 /// not 1.0) ...
@@ -44,14 +59,15 @@ pub const DEFAULT_EPS_START: f64 = 0.3;
 pub const DEFAULT_EPS_END: f64 = 0.01;
 /// ... after this many decisions over all sessions.
 pub const DEFAULT_EPS_DECAY_DECISIONS: u64 = 100_000;
-/// Rewards are multiplied by this before learning: the barrier spans [-1000, ~1.5] and with a
-/// 0.99 discount returns would reach 1e5, far beyond what Adam at 1e-4 can track.
+/// Rewards are multiplied by this before learning: the barrier spans [-1000, ~1.5], so a miss
+/// is about -1 and an on-time task about +0.001.
 pub const DEFAULT_REWARD_SCALE: f64 = 0.001;
 /// Global gradient-norm clip (design 4.3 asks for gradient clipping).
 pub const DEFAULT_GRAD_CLIP: f64 = 10.0;
-/// Bounded channel from sessions to the learner, in messages (each carries a step's batch of
-/// transitions); a full channel drops transitions instead of blocking inference.
-pub const DEFAULT_CHANNEL_CAPACITY: usize = 1_024;
+/// Bounded channel from sessions to the learner, in messages (each carries a Step's batch of
+/// transitions). The replay-ratio limiter keeps it far from full; a full channel would drop
+/// (counted and reported) rather than block a decision.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4_096;
 /// libtorch intra-op threads (process-wide): 1, because on a small machine the learner and the
 /// sessions each run on their own thread and OpenMP spinning on shared cores is slower.
 pub const DEFAULT_TORCH_THREADS: usize = 1;
@@ -141,6 +157,7 @@ impl From<RewardParams> for RewardConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct IqnConfig {
     pub hidden: usize,
+    pub head_hidden: usize,
     pub cos_embed: usize,
     pub n_tau: usize,
     pub n_tau_target: usize,
@@ -152,7 +169,9 @@ pub struct IqnConfig {
     pub kappa: f64,
     pub replay_capacity: usize,
     pub learn_start: usize,
-    pub update_every: usize,
+    pub samples_per_insert: f64,
+    pub max_lag_updates: u64,
+    pub next_candidates: usize,
     pub target_update_every: u64,
     pub publish_every: u64,
     pub eps_start: f64,
@@ -173,6 +192,7 @@ impl Default for IqnConfig {
     fn default() -> Self {
         Self {
             hidden: DEFAULT_HIDDEN,
+            head_hidden: DEFAULT_HEAD_HIDDEN,
             cos_embed: DEFAULT_COS_EMBED,
             n_tau: DEFAULT_N_TAU,
             n_tau_target: DEFAULT_N_TAU_TARGET,
@@ -184,7 +204,9 @@ impl Default for IqnConfig {
             kappa: DEFAULT_KAPPA,
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
             learn_start: DEFAULT_LEARN_START,
-            update_every: DEFAULT_UPDATE_EVERY,
+            samples_per_insert: DEFAULT_SAMPLES_PER_INSERT,
+            max_lag_updates: DEFAULT_MAX_LAG_UPDATES,
+            next_candidates: DEFAULT_NEXT_CANDIDATES,
             target_update_every: DEFAULT_TARGET_UPDATE_EVERY,
             publish_every: DEFAULT_PUBLISH_EVERY,
             eps_start: DEFAULT_EPS_START,
@@ -211,7 +233,7 @@ impl IqnConfig {
             ("k_tau", self.k_tau),
             ("batch", self.batch),
             ("replay_capacity", self.replay_capacity),
-            ("update_every", self.update_every),
+            ("next_candidates", self.next_candidates),
             ("channel_capacity", self.channel_capacity),
         ];
         for (name, v) in positive {
@@ -224,6 +246,12 @@ impl IqnConfig {
         }
         if !(0.0..=1.0).contains(&self.discount) {
             return Err(format!("discount {} not in [0, 1]", self.discount));
+        }
+        if !(self.samples_per_insert.is_finite() && self.samples_per_insert > 0.0) {
+            return Err(format!(
+                "samples_per_insert {} must be > 0",
+                self.samples_per_insert
+            ));
         }
         if [self.lr, self.kappa, self.reward_scale]
             .iter()

@@ -1,25 +1,117 @@
 //! State features of one task decision: shared features (task + origin's fresh STH + rack
-//! aggregates of the origin's stale view) and per-candidate features (stale heartbeat,
-//! static speed/cores, the task's slack on that candidate). All scaled to about [-2, 2].
+//! aggregates of the origin's stale view) and per-candidate features (stale heartbeat, static
+//! speed/cores, and the task's estimated slack on that candidate from the same wait model
+//! slack-greedy uses). All scaled to about [-2, 2]; a non-finite value is refused with an
+//! error naming the feature, never silently replaced.
+//!
+//! Candidate features split in two: a *static* part that depends only on the origin's view
+//! (the same for every task of that origin in a Step, built once) and a *dynamic* part that
+//! depends on the task and on what the Step placed so far (rebuilt for one candidate when an
+//! earlier task of the Step lands there). The layout is versioned
+//! ([`FEATURE_LAYOUT_VERSION`]); checkpoints carry it and a learner refuses another one.
 
+use malcolm_policies::view::{fresh_heartbeat, GstView, WaitModel};
 use malcolm_policies::PolicyError;
-use malcolm_proto::bridge::{Hello, NodeState, PendingTask, Step};
-use malcolm_proto::{Heartbeat, HEARTBEAT_LEN, STH_BUCKETS};
+use malcolm_proto::bridge::{Hello, PendingTask, Step};
+use malcolm_proto::{Heartbeat, STH_BUCKETS};
 
-/// Shared features per task (see [`FeatureBuilder::task`] for the list).
-pub const SHARED_FEATURES: usize = STH_BUCKETS + 13;
+/// Version of the layout below; bump on any change of meaning or order.
+pub const FEATURE_LAYOUT_VERSION: u32 = 2;
+
+/// Names of the shared features, in order (for error messages and the docs).
+pub const SHARED_FEATURE_NAMES: [&str; STH_BUCKETS + 14] = [
+    "sth_bucket_0",
+    "sth_bucket_1",
+    "sth_bucket_2",
+    "sth_bucket_3",
+    "sth_bucket_4",
+    "sth_bucket_5",
+    "sth_bucket_6",
+    "sth_bucket_7",
+    "sth_bucket_8",
+    "sth_bucket_9",
+    "sth_bucket_10",
+    "sth_bucket_11",
+    "sth_bucket_12",
+    "sth_bucket_13",
+    "sth_bucket_14",
+    "sth_bucket_15",
+    "origin_tasks",
+    "origin_min_slack",
+    "origin_remaining_work",
+    "origin_utilisation",
+    "service_estimate",
+    "service_vs_mean",
+    "time_to_deadline",
+    "slack_on_reference_core",
+    "task_size",
+    "task_class",
+    "view_mean_rho",
+    "view_panic_fraction",
+    "view_mean_log_queue",
+    "rack_size",
+];
+
+/// Names of the candidate features, in order.
+pub const CANDIDATE_FEATURE_NAMES: [&str; 15] = [
+    "hb_rho",
+    "hb_slack_p10",
+    "hb_slack_p50",
+    "hb_queue",
+    "hb_panic",
+    "hb_idle",
+    "hb_age",
+    "hb_missing",
+    "speed",
+    "cores",
+    "is_origin",
+    "slack_if_started_now",
+    "slack_after_estimated_wait",
+    "own_recent_placements",
+    "step_placements_by_others",
+];
+
+/// Shared features per task.
+pub const SHARED_FEATURES: usize = SHARED_FEATURE_NAMES.len();
 /// Features per (task, candidate).
-pub const CANDIDATE_FEATURES: usize = 13;
+pub const CANDIDATE_FEATURES: usize = CANDIDATE_FEATURE_NAMES.len();
+/// Candidate features that depend only on the origin's view (a prefix of the layout).
+pub const STATIC_CANDIDATE_FEATURES: usize = 11;
 /// Largest rack the heartbeat's u8 node id can address.
 pub const MAX_NODES: usize = 256;
-/// Weight of a new task in the per-session running mean of service estimates (a few hundred
-/// tasks of memory: smooth, but follows a change of workload within an episode).
-const SERVICE_EMA_WEIGHT: f64 = 0.005;
 
 /// Signed log scaling of a slack or time in us: sign(x) ln(1 + |x|/10) / 4, about [-2, 2]
 /// for |x| up to 30 ms, and linear-ish around the 10 us scale where deadlines are decided.
+/// A non-finite input stays non-finite (and is then refused).
 pub fn slog_us(x_us: f64) -> f32 {
-    (x_us.signum() * (x_us.abs() / 10.0).ln_1p() / 4.0) as f32
+    let x = x_us as f32;
+    if !x.is_finite() {
+        return x;
+    }
+    x.signum() * ln_1p(x.abs() / 10.0) / 4.0
+}
+
+/// ln(x) for finite x > 0 with an absolute error below 2e-6: the exponent from the bits, the
+/// mantissa's log from the series 2 atanh(t), t = (m - 1) / (m + 1) in [0, 1/3]. Features call
+/// it thousands of times per Step, where libm's log was a third of the decision time.
+#[inline]
+pub fn fast_ln(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let series = 1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0 + t2 / 9.0)));
+    e as f32 * std::f32::consts::LN_2 + 2.0 * t * series
+}
+
+/// ln(1 + x) for x >= 0 (see [`fast_ln`]); non-finite in, non-finite out.
+#[inline]
+pub fn ln_1p(x: f32) -> f32 {
+    if !x.is_finite() {
+        return x;
+    }
+    fast_ln(1.0 + x.max(0.0))
 }
 
 /// Static description of a node from `Hello`.
@@ -29,12 +121,12 @@ pub struct NodeInfo {
     pub cores: u32,
 }
 
-/// Builds features for the tasks of a session's Steps; owns the session's running service
-/// mean (the only state).
+/// Builds features for the tasks of a session's Steps. Owns the session's wait model (running
+/// service mean, each origin's recent placements, the current Step's placements).
 #[derive(Debug, Clone)]
 pub struct FeatureBuilder {
     pub nodes: Vec<NodeInfo>,
-    mean_service_us: Option<f64>,
+    pub model: WaitModel,
 }
 
 /// The decoded heartbeat view of one origin (stale GST, its own entry fresh).
@@ -64,6 +156,17 @@ impl FeatureBuilder {
                 )));
             }
         }
+        if let Some((i, n)) = hello
+            .nodes
+            .iter()
+            .enumerate()
+            .find(|(_, n)| !(n.speed.is_finite() && n.speed >= 0.0))
+        {
+            return Err(PolicyError::InvalidState(format!(
+                "node {i} has speed {} (must be a finite number > 0, or 0 for the default 1)",
+                n.speed
+            )));
+        }
         let nodes = hello
             .nodes
             .iter()
@@ -74,7 +177,7 @@ impl FeatureBuilder {
             .collect();
         Ok(Self {
             nodes,
-            mean_service_us: None,
+            model: WaitModel::new(hello),
         })
     }
 
@@ -102,25 +205,33 @@ impl FeatureBuilder {
         Ok(())
     }
 
+    /// Checks `step` and starts it in the wait model (service mean, new Step placements).
+    pub fn begin_step(&mut self, step: &Step) -> Result<(), PolicyError> {
+        self.check(step)?;
+        self.model.begin_step(step);
+        Ok(())
+    }
+
+    /// Records that a task of the current Step from `origin` was placed on `target`.
+    pub fn record(&mut self, origin: usize, target: usize, task: &PendingTask) {
+        self.model.record(origin, target, task.service_estimate_ns);
+    }
+
     /// Decodes the view `origin` has of the rack: its GST for the others, its own fresh
     /// heartbeat for itself. Entries without a heartbeat yet are marked missing.
     pub fn origin_view(&self, step: &Step, origin: usize, out: &mut OriginView) {
         let n = self.n();
         out.entries.clear();
         let own = &step.nodes[origin];
-        let gst = own.gst.as_ref();
-        let hb_bytes = gst.map(|g| g.heartbeats.as_slice()).unwrap_or(&[]);
-        let ages = gst.map(|g| g.age_ns.as_slice()).unwrap_or(&[]);
+        let gst = GstView::of(own);
         let (mut rho, mut panic, mut lq, mut seen) = (0.0, 0.0, 0.0, 0usize);
         for j in 0..n {
             let entry = if j == origin {
                 (fresh_heartbeat(own), 0.0, false)
             } else {
-                let bytes = hb_bytes.get(j * HEARTBEAT_LEN..(j + 1) * HEARTBEAT_LEN);
-                let age = ages.get(j).copied().unwrap_or(u64::MAX);
-                match bytes.and_then(|b| Heartbeat::decode(b).ok()) {
-                    Some(hb) if age != u64::MAX => (hb, age as f64 / 1e3, false),
-                    _ => (Heartbeat::default(), 0.0, true),
+                match gst.get(j) {
+                    Some((hb, age)) => (hb, age as f64 / 1e3, false),
+                    None => (Heartbeat::default(), 0.0, true),
                 }
             };
             if !entry.2 {
@@ -137,47 +248,91 @@ impl FeatureBuilder {
         out.mean_log_queue = lq / seen;
     }
 
-    /// Updates the running mean of service estimates with the tasks of a Step (before the
-    /// features of that Step are built, so a session's first Step has a mean too).
-    pub fn observe_tasks(&mut self, tasks: &[PendingTask]) {
-        for t in tasks {
-            let s = t.service_estimate_ns as f64 / 1e3;
-            self.mean_service_us = Some(match self.mean_service_us {
-                None => s,
-                Some(m) => m + SERVICE_EMA_WEIGHT * (s - m),
-            });
+    /// The static candidate features of every node as `origin` sees it: `out` is
+    /// `n x CANDIDATE_FEATURES`; the first [`STATIC_CANDIDATE_FEATURES`] of each row are
+    /// written, the dynamic ones are left for [`FeatureBuilder::candidate_dynamic`].
+    /// `state_wait_ns` gets the state part of every node's wait estimate (it does not change
+    /// within the Step).
+    pub fn origin_static(
+        &self,
+        step: &Step,
+        view: &OriginView,
+        origin: usize,
+        out: &mut [f32],
+        state_wait_ns: &mut Vec<f64>,
+    ) {
+        debug_assert_eq!(out.len(), self.n() * CANDIDATE_FEATURES);
+        state_wait_ns.clear();
+        state_wait_ns.extend((0..self.n()).map(|j| self.model.state_wait_ns(step, origin, j)));
+        for (j, c) in out.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
+            let (hb, age_us, missing) = &view.entries[j];
+            let info = self.nodes[j];
+            c[0] = (hb.rho().min(4.0) / 2.0) as f32;
+            c[1] = slog_us(hb.slack_p10_us as f64);
+            c[2] = slog_us(hb.slack_p50_us as f64);
+            c[3] = ln_1p(hb.queue_len as f32) / 4.0;
+            c[4] = hb.panic() as u8 as f32;
+            c[5] = hb.idle() as u8 as f32;
+            c[6] = ln_1p(age_us.max(0.0) as f32) / 8.0;
+            c[7] = *missing as u8 as f32;
+            c[8] = info.speed.min(4.0) as f32;
+            c[9] = fast_ln(info.cores as f32) / 3.0;
+            c[10] = (j == origin) as u8 as f32;
         }
     }
 
-    /// Writes the shared features of `task` into `shared` (len [`SHARED_FEATURES`]) and its
-    /// candidate features into `cand` (len n * [`CANDIDATE_FEATURES`]).
-    ///
-    /// Shared: origin STH bucket fractions (16); ln(1+total)/4; slog(min slack); ln(1+sum
-    /// load)/8; origin utilisation; ln(1+service)/5; slog(deadline - now); slog(slack on a
-    /// reference core); ln(1+size KiB)/5; class; mean rho/2; panic fraction; mean
-    /// ln(1+queue)/4; ln(n)/5.
-    ///
-    /// Candidate: rho/2 (clipped at 4); slog(p10); slog(p50); ln(1+queue)/4; panic; idle;
-    /// ln(1+age)/8; missing; speed; ln(cores)/3; is origin; slog(slack if started now on the
-    /// candidate); slog(slack after the candidate's estimated queue wait).
-    pub fn task(
+    /// The dynamic candidate features of `task` on node `j` (the last
+    /// `CANDIDATE_FEATURES - STATIC_CANDIDATE_FEATURES` of `row`): slack if started now (after
+    /// the transfer), slack after the wait model's estimated wait, the origin's own recent
+    /// placements on `j` and this Step's placements on `j` by other origins.
+    /// `state_wait_ns` is node `j`'s entry from [`FeatureBuilder::origin_static`].
+    pub fn candidate_dynamic(
+        &self,
+        step: &Step,
+        task: &PendingTask,
+        j: usize,
+        state_wait_ns: f64,
+        row: &mut [f32],
+    ) {
+        let o = task.origin as usize;
+        let m = &self.model;
+        let now = step.sim_time_ns;
+        let wait = m.wait_from_state(step, o, j, state_wait_ns);
+        let transfer = m.transfer_ns(o, j, task.size_bytes);
+        let to_deadline_ns = task.deadline_ns as f64 - now as f64;
+        let run_ns = task.service_estimate_ns as f64 / self.nodes[j].speed;
+        row[11] = slog_us((to_deadline_ns - transfer - run_ns) / 1e3);
+        row[12] = slog_us(
+            m.slack_ns(
+                now,
+                &wait,
+                transfer,
+                task.service_estimate_ns,
+                task.deadline_ns,
+                j,
+            ) / 1e3,
+        );
+        row[13] = ln_1p(wait.own_ns as f32 / 1e3) / 8.0;
+        row[14] = ln_1p(wait.step_ns as f32 / 1e3) / 8.0;
+    }
+
+    /// Writes the shared features of `task` into `shared` (len [`SHARED_FEATURES`]); refuses a
+    /// non-finite value with the feature's name.
+    pub fn task_shared(
         &self,
         step: &Step,
         task: &PendingTask,
         view: &OriginView,
         shared: &mut [f32],
-        cand: &mut [f32],
-    ) {
-        let n = self.n();
+    ) -> Result<(), PolicyError> {
         debug_assert_eq!(shared.len(), SHARED_FEATURES);
-        debug_assert_eq!(cand.len(), n * CANDIDATE_FEATURES);
+        let n = self.n();
         let origin = task.origin as usize;
         let now_us = step.sim_time_ns as f64 / 1e3;
         let service_us = task.service_estimate_ns as f64 / 1e3;
         let to_deadline_us = task.deadline_ns as f64 / 1e3 - now_us;
-        let mean_service_us = self.mean_service_us.unwrap_or(service_us);
-
-        let node: &NodeState = &step.nodes[origin];
+        let mean_us = self.model.mean_service_ns() / 1e3;
+        let node = &step.nodes[origin];
         let sth = node.sth.clone().unwrap_or_default();
         let total = sth.total_tasks.max(1) as f32;
         for (b, slot) in shared.iter_mut().enumerate().take(STH_BUCKETS) {
@@ -188,73 +343,72 @@ impl FeatureBuilder {
                 count / total
             };
         }
-        let mut i = STH_BUCKETS;
-        let mut push = |v: f32| {
-            shared[i] = if v.is_finite() { v } else { 0.0 };
-            i += 1;
-        };
-        push((sth.total_tasks as f32).ln_1p() / 4.0);
-        push(slog_us(sth.min_slack_us as f64));
-        push((sth.sum_load_us as f32).ln_1p() / 8.0);
-        push(node.utilisation.clamp(0.0, 1.0) as f32);
-        push((service_us as f32).ln_1p() / 5.0);
-        push(slog_us(to_deadline_us));
-        push(slog_us(to_deadline_us - service_us));
-        push((task.size_bytes as f32 / 1024.0).ln_1p() / 5.0);
-        push(task.class.min(1) as f32);
-        push((view.mean_rho / 2.0) as f32);
-        push(view.panic_frac as f32);
-        push((view.mean_log_queue / 4.0) as f32);
-        push((n as f32).ln() / 5.0);
-        debug_assert_eq!(i, SHARED_FEATURES);
-
-        for (j, c) in cand.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
-            let (hb, age_us, missing) = &view.entries[j];
-            let info = self.nodes[j];
-            let cores = info.cores as f64;
-            let wait_us = hb.queue_len as f64 * mean_service_us / cores / info.speed;
-            let run_us = service_us / info.speed;
-            c[0] = (hb.rho().min(4.0) / 2.0) as f32;
-            c[1] = slog_us(hb.slack_p10_us as f64);
-            c[2] = slog_us(hb.slack_p50_us as f64);
-            c[3] = (hb.queue_len as f32).ln_1p() / 4.0;
-            c[4] = hb.panic() as u8 as f32;
-            c[5] = hb.idle() as u8 as f32;
-            c[6] = (age_us.max(0.0) as f32).ln_1p() / 8.0;
-            c[7] = *missing as u8 as f32;
-            c[8] = info.speed.min(4.0) as f32;
-            c[9] = (cores as f32).ln() / 3.0;
-            c[10] = (j == origin) as u8 as f32;
-            c[11] = slog_us(to_deadline_us - run_us);
-            c[12] = if *missing {
-                c[11]
+        let rest = [
+            ln_1p(sth.total_tasks as f32) / 4.0,
+            slog_us(sth.min_slack_us as f64),
+            ln_1p(sth.sum_load_us as f32) / 8.0,
+            node.utilisation.clamp(0.0, 1.0) as f32,
+            ln_1p(service_us as f32) / 5.0,
+            if mean_us > 0.0 && service_us > 0.0 {
+                ((service_us / mean_us).ln() / 2.0).clamp(-4.0, 4.0) as f32
             } else {
-                slog_us(to_deadline_us - wait_us - run_us)
-            };
+                0.0
+            },
+            slog_us(to_deadline_us),
+            slog_us(to_deadline_us - service_us),
+            ln_1p(task.size_bytes as f32 / 1024.0) / 5.0,
+            task.class.min(1) as f32,
+            (view.mean_rho / 2.0) as f32,
+            view.panic_frac as f32,
+            (view.mean_log_queue / 4.0) as f32,
+            fast_ln(n as f32) / 5.0,
+        ];
+        shared[STH_BUCKETS..].copy_from_slice(&rest);
+        if let Some(i) = shared.iter().position(|v| !v.is_finite()) {
+            return Err(PolicyError::InvalidState(format!(
+                "feature {} of task {} is {} (from the Step's values)",
+                SHARED_FEATURE_NAMES[i], task.task_id, shared[i]
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a candidate row holding a non-finite value, naming the feature.
+    pub fn check_candidate(task: &PendingTask, j: usize, row: &[f32]) -> Result<(), PolicyError> {
+        match row.iter().position(|v| !v.is_finite()) {
+            None => Ok(()),
+            Some(i) => Err(PolicyError::InvalidState(format!(
+                "feature {} of task {} on node {j} is {}",
+                CANDIDATE_FEATURE_NAMES[i], task.task_id, row[i]
+            ))),
         }
     }
-}
 
-/// A node's own heartbeat fields as a decoded heartbeat (saturated like the wire format).
-fn fresh_heartbeat(node: &NodeState) -> Heartbeat {
-    match &node.heartbeat {
-        Some(h) => Heartbeat::from_values(
-            h.node_id as u8,
-            h.flags as u8,
-            h.load_factor_milli as u64,
-            h.slack_p10_us as i64,
-            h.slack_p50_us as i64,
-            h.queue_len as u64,
-            h.policy_version,
-        ),
-        None => Heartbeat::default(),
+    /// All features of `task` (shared, and every candidate's row), for tests and tools that
+    /// need one decision's state without a policy.
+    pub fn task(
+        &self,
+        step: &Step,
+        task: &PendingTask,
+        view: &OriginView,
+        shared: &mut [f32],
+        cand: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        self.task_shared(step, task, view, shared)?;
+        let mut state = Vec::new();
+        self.origin_static(step, view, task.origin as usize, cand, &mut state);
+        for (j, row) in cand.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
+            self.candidate_dynamic(step, task, j, state[j], row);
+            Self::check_candidate(task, j, row)?;
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use malcolm_proto::bridge::{GlobalStateView, HeartbeatFields, NodeSpec, Sth};
+    use malcolm_proto::bridge::{GlobalStateView, HeartbeatFields, NodeSpec, NodeState, Sth};
 
     pub(crate) fn rack_hello(speeds: &[(f64, u32)]) -> Hello {
         Hello {
@@ -270,14 +424,16 @@ mod tests {
                 })
                 .collect(),
             sth: Some(malcolm_proto::sth_config()),
+            parameters: [
+                ("one_way_ns".to_string(), "2500".to_string()),
+                ("link_gbps".to_string(), "0".to_string()),
+            ]
+            .into(),
             ..Default::default()
         }
     }
 
-    #[test]
-    fn candidate_slack_reflects_speed_and_staleness() {
-        let hello = rack_hello(&[(1.0, 4), (0.2, 16)]);
-        let fb = FeatureBuilder::from_hello(&hello).unwrap();
+    fn two_node_step() -> Step {
         let hb1 = Heartbeat::from_values(1, 0, 500, 10, 20, 32, 0).encode();
         let mut heartbeats = vec![0u8; 32];
         heartbeats[16..].copy_from_slice(&hb1);
@@ -298,7 +454,7 @@ mod tests {
             }),
             utilisation: 0.0,
         };
-        let step = Step {
+        Step {
             sim_time_ns: 1_000_000,
             nodes: vec![node0, NodeState::default()],
             tasks: vec![PendingTask {
@@ -309,8 +465,15 @@ mod tests {
                 ..Default::default()
             }],
             ..Default::default()
-        };
-        fb.check(&step).unwrap();
+        }
+    }
+
+    #[test]
+    fn candidate_slack_reflects_speed_staleness_and_transfer() {
+        let hello = rack_hello(&[(1.0, 4), (0.2, 16)]);
+        let mut fb = FeatureBuilder::from_hello(&hello).unwrap();
+        let step = two_node_step();
+        fb.begin_step(&step).unwrap();
         let mut view = OriginView::default();
         fb.origin_view(&step, 0, &mut view);
         assert!(!view.entries[0].2 && !view.entries[1].2);
@@ -318,29 +481,73 @@ mod tests {
         assert_eq!(view.entries[1].1, 40.0);
         let mut shared = vec![0.0; SHARED_FEATURES];
         let mut cand = vec![0.0; 2 * CANDIDATE_FEATURES];
-        fb.task(&step, &step.tasks[0], &view, &mut shared, &mut cand);
-        // On the fast origin: 30 - 10 = 20 us of slack; on the slow node: 30 - 50 = -20 us.
+        fb.task(&step, &step.tasks[0], &view, &mut shared, &mut cand)
+            .unwrap();
+        // On the fast origin: 30 - 10 = 20 us of slack; on the slow node 30 - 2.5 - 50.
         assert_eq!(cand[11], slog_us(20.0));
-        assert_eq!(cand[CANDIDATE_FEATURES + 11], slog_us(-20.0));
-        // Slow node wait: 32 tasks * 10 us / 16 cores / 0.2 = 100 us.
-        assert_eq!(cand[CANDIDATE_FEATURES + 12], slog_us(30.0 - 100.0 - 50.0));
+        assert_eq!(cand[CANDIDATE_FEATURES + 11], slog_us(-22.5));
+        // Slow node wait from the heartbeat: (32 - 16 + 1) tasks * 10 us / (16 * 0.2) = 53.125
+        // us when sent, 40 us ago -> 13.125 us left; the task finishes 13.125 + 50 us from now.
+        assert_eq!(cand[CANDIDATE_FEATURES + 12], slog_us(30.0 - 13.125 - 50.0));
         assert_eq!(cand[10], 1.0);
         assert_eq!(cand[CANDIDATE_FEATURES + 10], 0.0);
         assert!(shared.iter().chain(cand.iter()).all(|v| v.abs() <= 4.0));
+        // Placing a 10 us task of another origin on node 1 in the same Step shows up there.
+        let other = PendingTask {
+            task_id: 8,
+            origin: 1,
+            service_estimate_ns: 10_000,
+            ..Default::default()
+        };
+        fb.record(1, 1, &other);
+        let mut row = cand[CANDIDATE_FEATURES..].to_vec();
+        let state = fb.model.state_wait_ns(&step, 0, 1);
+        fb.candidate_dynamic(&step, &step.tasks[0], 1, state, &mut row);
+        // 10 us at speed 0.2 on 16 cores = 3.125 us per core.
+        assert_eq!(row[14], ln_1p(3.125) / 8.0);
+        assert!(row[12] < cand[CANDIDATE_FEATURES + 12]);
     }
 
     #[test]
-    fn bad_states_are_refused() {
-        let fb = FeatureBuilder::from_hello(&rack_hello(&[(1.0, 4)])).unwrap();
-        let step = Step {
-            nodes: vec![NodeState::default()],
-            tasks: vec![PendingTask {
-                origin: 3,
-                ..Default::default()
-            }],
-            ..Default::default()
-        };
-        assert!(fb.check(&step).is_err());
+    fn fast_logs_match_libm() {
+        let mut x = 1e-6f32;
+        while x < 1e9 {
+            let (a, b) = (fast_ln(x), (x as f64).ln());
+            assert!(
+                (a as f64 - b).abs() < 2e-6 * (1.0 + b.abs()),
+                "ln({x}): {a} vs {b}"
+            );
+            let (a, b) = (ln_1p(x), (x as f64).ln_1p());
+            assert!(
+                (a as f64 - b).abs() < 2e-6 * (1.0 + b.abs()),
+                "ln_1p({x}): {a} vs {b}"
+            );
+            x *= 1.37;
+        }
+        assert!(slog_us(f64::NAN).is_nan() && slog_us(f64::INFINITY).is_infinite());
+        assert_eq!(slog_us(-30.0), -slog_us(30.0));
+    }
+
+    #[test]
+    fn bad_states_are_refused_with_the_feature_named() {
+        let mut fb = FeatureBuilder::from_hello(&rack_hello(&[(1.0, 4), (1.0, 4)])).unwrap();
+        let mut step = two_node_step();
+        step.tasks[0].origin = 3;
+        assert!(fb.begin_step(&step).is_err());
         assert!(FeatureBuilder::from_hello(&Hello::default()).is_err());
+        let mut step = two_node_step();
+        step.nodes[0].utilisation = f64::NAN;
+        fb.begin_step(&step).unwrap();
+        let mut view = OriginView::default();
+        fb.origin_view(&step, 0, &mut view);
+        let mut shared = vec![0.0; SHARED_FEATURES];
+        let err = fb
+            .task_shared(&step, &step.tasks[0], &view, &mut shared)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("origin_utilisation"), "{err}");
+        let mut h = rack_hello(&[(1.0, 4)]);
+        h.nodes[0].speed = f64::INFINITY;
+        assert!(FeatureBuilder::from_hello(&h).is_err());
     }
 }

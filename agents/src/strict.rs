@@ -1,21 +1,32 @@
 //! Malcolm-Strict: IQN + CVaR action selection + barrier reward.
 //!
-//! [`StrictFactory`] spawns one learner thread that owns the training VarStore, the target
-//! network, the optimiser and the replay buffer. Sessions ([`StrictPolicy`]) act on their own
-//! copy of the last published weights (refreshed when the learner publishes, every
-//! `publish_every` updates) and send finished transitions over a bounded channel; a full
-//! channel drops transitions rather than stall a decision.
+//! [`StrictFactory`] spawns one learner thread that owns the libtorch side: online and target
+//! networks, the optimiser and the replay buffer. Sessions ([`StrictPolicy`]) act in plain Rust
+//! ([`crate::actor`]) on the last published weights (an `Arc` swap every `publish_every`
+//! updates) and send finished transitions to the learner over a bounded channel.
+//!
+//! The replay ratio is a contract: the learner performs `samples_per_insert / batch` updates
+//! per inserted transition, and when it falls more than `max_lag_updates` behind, the training
+//! sessions wait for it (the bridge holds each env in lockstep, so the envs wait too). Nothing
+//! is forgiven; a full channel would drop transitions, which is counted and reported.
 //!
 //! A transition is one task's decision: state = the task's features as its origin saw them,
 //! action = the chosen node, reward = the scaled per-task reward of the task's outcome
 //! (joined by task id when the outcome arrives), next state = the next decision of the same
 //! session and origin. The last decision of an origin in a *terminated* episode is terminal;
 //! in a *truncated* one it has no next state to bootstrap from and is not learned from.
+//!
+//! Within a Step, tasks are decided most urgent first, and each placement counts against its
+//! node for the tasks decided after it (their features for that node are rebuilt and
+//! rescored), so one Step's tasks do not herd onto the node that looked best at its start.
 
-use crate::adam::Adam;
+use crate::actor::{Actor, Head, Scratch};
+use crate::adam::FlatAdam;
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::IqnConfig;
-use crate::features::{FeatureBuilder, OriginView, CANDIDATE_FEATURES, SHARED_FEATURES};
+use crate::features::{
+    FeatureBuilder, OriginView, CANDIDATE_FEATURES, FEATURE_LAYOUT_VERSION, SHARED_FEATURES,
+};
 use crate::iqn::{midpoint_taus, quantile_huber_loss, IqnArch, IqnNet};
 use crate::replay::{Replay, Transition};
 use malcolm_policies::reward::{self, RewardConfig};
@@ -29,14 +40,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
-use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use std::time::{Duration, Instant};
+use tch::{Kind, Tensor};
 
 /// Format tag in the checkpoint metadata; bumped when the tensor layout changes.
-pub const CHECKPOINT_FORMAT: &str = "malcolm-strict-iqn/1";
+pub const CHECKPOINT_FORMAT: &str = "malcolm-strict-iqn/2";
 /// Decisions waiting for their outcome in one session before the session gives up on them
 /// (outcomes that never come would otherwise grow memory without bound).
 pub const DEFAULT_MAX_PENDING: usize = 200_000;
@@ -46,9 +56,11 @@ const LEARNER_POLL: Duration = Duration::from_millis(5);
 pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest `set_mode` waits for the learner to acknowledge (one update takes milliseconds).
 const MODE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Updates the learner may owe before it stops accumulating debt (keeps it from lagging
-/// far behind a burst of data on a busy machine).
-const MAX_OWED_UPDATES: f64 = 256.0;
+/// Longest a training session waits for the learner to catch up with the replay ratio before
+/// it reports the learner as stalled (an update takes milliseconds; minutes means it is dead).
+pub const DEFAULT_LIMITER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often a waiting session re-checks the mode (a switch to eval releases it).
+const LIMITER_POLL: Duration = Duration::from_millis(20);
 /// Weight of the newest loss in the reported moving average.
 const LOSS_EMA: f64 = 0.02;
 
@@ -72,20 +84,30 @@ fn mode_from_u8(v: u8) -> Mode {
 #[derive(Debug)]
 pub struct Snapshot {
     pub policy_version: u64,
-    /// (name, values), sorted by name.
-    pub params: Vec<(String, Vec<f32>)>,
+    pub actor: Actor,
+}
+
+/// The replay-ratio contract between sessions and the learner.
+#[derive(Debug, Default)]
+struct Limiter {
+    /// Transitions sent by sessions (accepted by the channel).
+    sent: AtomicU64,
+    /// Updates done by the learner.
+    updates: AtomicU64,
+    lock: Mutex<()>,
+    cv: Condvar,
+    waited_ns: AtomicU64,
 }
 
 /// State shared by the factory, the sessions and the learner thread.
 #[derive(Debug)]
 struct Shared {
     config: IqnConfig,
-    arch: IqnArch,
     mode: AtomicU8,
     snapshot: RwLock<Arc<Snapshot>>,
-    publish_seq: AtomicU64,
     decisions: AtomicU64,
     dropped_transitions: AtomicU64,
+    limiter: Limiter,
     status: Mutex<LearnerStatus>,
 }
 
@@ -97,8 +119,11 @@ impl Shared {
     fn publish(&self, snap: Arc<Snapshot>) {
         let v = snap.policy_version;
         *self.snapshot.write().expect("snapshot lock") = snap;
-        self.publish_seq.fetch_add(1, Ordering::Release);
         self.status.lock().expect("status lock").policy_version = v;
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.read().expect("snapshot lock").clone()
     }
 
     fn epsilon(&self) -> f64 {
@@ -107,6 +132,43 @@ impl Shared {
         let frac = (1.0 - d / c.eps_decay_decisions.max(1) as f64).max(0.0);
         c.eps_end + (c.eps_start - c.eps_end) * frac
     }
+
+    /// Updates the learner owes for what the sessions have sent.
+    fn owed_updates(&self) -> f64 {
+        let c = &self.config;
+        let sent = self.limiter.sent.load(Ordering::Acquire) as f64;
+        let due = (sent - c.learn_start as f64).max(0.0) * c.samples_per_insert / c.batch as f64;
+        due - self.limiter.updates.load(Ordering::Acquire) as f64
+    }
+
+    /// Blocks a training session while the learner owes more than `max_lag_updates`.
+    fn wait_for_learner(&self) -> Result<(), PolicyError> {
+        let max_lag = self.config.max_lag_updates as f64;
+        if self.owed_updates() <= max_lag {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut guard = self.limiter.lock.lock().expect("limiter lock");
+        while self.mode() == Mode::Train && self.owed_updates() > max_lag {
+            if started.elapsed() > DEFAULT_LIMITER_TIMEOUT {
+                return Err(PolicyError::Learner(format!(
+                    "the learner has not kept up with the replay ratio for {} s (owes {:.0} updates)",
+                    DEFAULT_LIMITER_TIMEOUT.as_secs(),
+                    self.owed_updates()
+                )));
+            }
+            guard = self
+                .limiter
+                .cv
+                .wait_timeout(guard, LIMITER_POLL)
+                .expect("limiter lock")
+                .0;
+        }
+        self.limiter
+            .waited_ns
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// The training side: online and target networks, optimiser, replay. Owned by one thread
@@ -114,18 +176,18 @@ impl Shared {
 pub struct Learner {
     pub config: IqnConfig,
     pub arch: IqnArch,
-    online_vs: VarStore,
     online: IqnNet,
-    target_vs: VarStore,
     target: IqnNet,
-    adam: Adam,
+    adam: FlatAdam,
     pub replay: Replay,
     rng: ChaCha8Rng,
+    select_taus: Tensor,
     pub updates: u64,
     pub policy_version: u64,
     pub loss_ema: f64,
-    owed: f64,
-    /// The weights sessions act with (the last snapshot published), saved as `policy.*` so a
+    /// Transitions inserted when learning started (for the achieved replay ratio).
+    inserted_at_start: Option<u64>,
+    /// The weights sessions act with (the last snapshot published), saved as `policy` so a
     /// reloaded learner acts exactly as the saved one did.
     acting: Arc<Snapshot>,
 }
@@ -133,39 +195,39 @@ pub struct Learner {
 impl Learner {
     pub fn new(config: IqnConfig) -> Result<Self, PolicyError> {
         config.validate().map_err(PolicyError::InvalidState)?;
-        let arch = IqnArch::new(config.hidden, config.cos_embed);
-        // libtorch's initialisers draw from its global generator.
-        tch::manual_seed(config.seed as i64);
-        let online_vs = VarStore::new(Device::Cpu);
-        let online = IqnNet::new(&online_vs.root(), arch);
-        let mut target_vs = VarStore::new(Device::Cpu);
-        let target = IqnNet::new(&target_vs.root(), arch);
-        target_vs
-            .copy(&online_vs)
-            .map_err(|e| PolicyError::Learner(e.to_string()))?;
-        target_vs.freeze();
-        let adam = Adam::new(sorted_vars(&online_vs), config.lr, config.grad_clip);
-        let acting = Arc::new(snapshot_of(&online_vs, 0));
+        crate::tune_allocator();
+        let arch = IqnArch::new(config.hidden, config.head_hidden, config.cos_embed);
+        let init = arch.init_params(config.seed);
+        let online = IqnNet::new(arch, &init, true);
+        let target = IqnNet::new(arch, &init, false);
+        let acting = Arc::new(Snapshot {
+            policy_version: 0,
+            actor: Actor::new(arch, init),
+        });
         Ok(Self {
             acting,
-            replay: Replay::new(config.replay_capacity),
+            replay: Replay::new(config.replay_capacity, config.next_candidates),
             rng: ChaCha8Rng::seed_from_u64(config.seed ^ 0x1e4a),
+            select_taus: Tensor::from_slice(&midpoint_taus(config.cvar_alpha, config.k_tau)),
+            adam: FlatAdam::new(arch.num_params(), config.lr, config.grad_clip),
             arch,
-            online_vs,
             online,
-            target_vs,
             target,
-            adam,
             updates: 0,
             policy_version: 0,
             loss_ema: 0.0,
-            owed: 0.0,
+            inserted_at_start: None,
             config,
         })
     }
 
-    pub fn push(&mut self, t: Transition) {
+    pub fn push(&mut self, t: &Transition) {
         self.replay.push(t);
+    }
+
+    /// Changes the learning rate from the next update on (schedules in tests and tools).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.adam.lr = lr;
     }
 
     /// True when the replay holds enough transitions for an update.
@@ -173,41 +235,64 @@ impl Learner {
         self.replay.len() >= self.config.learn_start.max(1)
     }
 
+    /// Updates due for the transitions inserted so far, at the configured replay ratio.
+    pub fn due_updates(&self) -> u64 {
+        let c = &self.config;
+        let over = self.replay.pushed.saturating_sub(c.learn_start as u64) as f64;
+        (over * c.samples_per_insert / c.batch as f64) as u64
+    }
+
+    /// Achieved replay ratio: minibatch samples drawn per transition inserted since learning
+    /// started (0 before).
+    pub fn samples_per_insert(&self) -> f64 {
+        match self.inserted_at_start {
+            Some(start) if self.replay.pushed > start => {
+                (self.updates * self.config.batch as u64) as f64
+                    / (self.replay.pushed - start) as f64
+            }
+            _ => 0.0,
+        }
+    }
+
     /// One gradient update on a minibatch; returns the loss.
     pub fn update(&mut self) -> f64 {
         let c = &self.config;
-        let b = c.batch;
-        let batch = self.replay.sample(b, &mut self.rng);
-        let taus = uniform_taus(&mut self.rng, b, c.n_tau, 1.0);
-        let target_taus = uniform_taus(&mut self.rng, b, c.n_tau_target, 1.0);
-        let select_taus = Tensor::from_slice(&midpoint_taus(c.cvar_alpha, c.k_tau)).view([1, -1]);
-        let h = self.arch.hidden as i64;
+        if self.inserted_at_start.is_none() {
+            self.inserted_at_start = Some(self.replay.pushed.min(c.learn_start as u64));
+        }
+        let b = c.batch as i64;
+        let batch = self.replay.sample(c.batch, &mut self.rng);
+        // One set of taus per minibatch (the embeddings are computed once, not per sample).
+        let taus = Tensor::rand([c.n_tau as i64], (Kind::Float, tch::Device::Cpu));
+        let target_taus = Tensor::rand([c.n_tau_target as i64], (Kind::Float, tch::Device::Cpu));
         let target = tch::no_grad(|| {
             let psi_next = self.target.psi(&batch.next_shared, &batch.next_cand);
             let cvar = self
                 .target
-                .mean_over_taus(&psi_next, &select_taus)
+                .mean_over_taus(&psi_next, &self.select_taus)
                 .masked_fill(&batch.next_mask.logical_not(), f64::NEG_INFINITY);
+            let h = psi_next.size()[2];
             let a_next = cvar
                 .argmax(1, false)
-                .view([b as i64, 1, 1])
-                .expand([b as i64, 1, h], false);
+                .view([b, 1, 1])
+                .expand([b, 1, h], false);
             let psi_a = psi_next.gather(1, &a_next, false);
             let q_next = self
                 .target
                 .quantiles(&psi_a, &self.target.phi(&target_taus))
                 .squeeze_dim(1);
-            batch.reward.unsqueeze(1) + (batch.bootstrap.unsqueeze(1) * c.discount) * q_next
+            batch.reward.unsqueeze(1) + batch.discount.unsqueeze(1) * q_next
         });
-        let psi = self.online.psi(&batch.shared, &batch.chosen);
         let pred = self
             .online
-            .quantiles(&psi, &self.online.phi(&taus))
+            .quantiles(
+                &self.online.psi(&batch.shared, &batch.chosen),
+                &self.online.phi(&taus),
+            )
             .squeeze_dim(1);
         let loss = quantile_huber_loss(&pred, &taus, &target, c.kappa, None);
-        self.adam.zero_grad();
-        loss.backward();
-        self.adam.step();
+        let grad = Tensor::run_backward(&[&loss], &[&self.online.flat], false, false).remove(0);
+        self.adam.step(&self.online.flat, &grad);
         let l = loss.double_value(&[]);
         self.updates += 1;
         self.loss_ema = if self.updates == 1 {
@@ -222,15 +307,16 @@ impl Learner {
     }
 
     fn sync_target(&mut self) {
-        if let Err(e) = self.target_vs.copy(&self.online_vs) {
-            tracing::error!(error = %e, "target network copy failed");
-        }
+        tch::no_grad(|| self.target.flat.copy_(&self.online.flat));
     }
 
     /// Makes the current online weights the acting weights, with a new policy version.
     pub fn publish(&mut self) -> Arc<Snapshot> {
         self.policy_version += 1;
-        self.acting = Arc::new(snapshot_of(&self.online_vs, self.policy_version));
+        self.acting = Arc::new(Snapshot {
+            policy_version: self.policy_version,
+            actor: Actor::new(self.arch, self.online.to_vec()),
+        });
         self.acting.clone()
     }
 
@@ -239,36 +325,27 @@ impl Learner {
         self.acting.clone()
     }
 
-    /// Writes the full learner (online + target weights, Adam moments and step, counters,
-    /// config) to `path` atomically. The replay buffer is not saved (it is large and refills).
+    /// Writes the full learner (online + target weights, Adam moments and step, the acting
+    /// weights, counters, config) to `path` atomically. The replay buffer is not saved (it is
+    /// large and refills).
     pub fn save(&self, path: &Path) -> Result<CheckpointInfo, CheckpointError> {
-        let online = sorted_vars(&self.online_vs);
-        let target = sorted_vars(&self.target_vs);
-        let mut tensors: Vec<(String, &Tensor)> = Vec::new();
-        for (n, t) in &online {
-            tensors.push((format!("online.{n}"), t));
-        }
-        for (n, t) in &target {
-            tensors.push((format!("target.{n}"), t));
-        }
-        for (n, t) in self.adam.state() {
-            tensors.push((format!("adam.{n}"), t));
-        }
-        let acting: Vec<(String, Tensor)> = self
-            .acting
-            .params
-            .iter()
-            .zip(&online)
-            .map(|((n, data), (_, like))| {
-                (
-                    format!("policy.{n}"),
-                    Tensor::from_slice(data).view(like.size().as_slice()),
-                )
-            })
-            .collect();
-        for (n, t) in &acting {
-            tensors.push((n.clone(), t));
-        }
+        self.save_with_acting(path, &self.acting)
+    }
+
+    /// As [`Learner::save`], with `acting` as the acting weights (a validated snapshot).
+    pub fn save_with_acting(
+        &self,
+        path: &Path,
+        acting: &Snapshot,
+    ) -> Result<CheckpointInfo, CheckpointError> {
+        let policy = Tensor::from_slice(acting.actor.params());
+        let tensors: Vec<(String, &Tensor)> = vec![
+            ("online".into(), &self.online.flat),
+            ("target".into(), &self.target.flat),
+            ("policy".into(), &policy),
+            ("adam.m".into(), &self.adam.m),
+            ("adam.v".into(), &self.adam.v),
+        ];
         let meta = HashMap::from([
             ("format".to_string(), CHECKPOINT_FORMAT.to_string()),
             (
@@ -281,7 +358,7 @@ impl Learner {
             ),
             ("updates".into(), self.updates.to_string()),
             ("adam_step".into(), self.adam.step.to_string()),
-            ("policy_version".into(), self.policy_version.to_string()),
+            ("policy_version".into(), acting.policy_version.to_string()),
             ("replay_pushed".into(), self.replay.pushed.to_string()),
         ]);
         let bytes =
@@ -293,13 +370,13 @@ impl Learner {
         Ok(CheckpointInfo {
             path: path.into(),
             bytes: n,
-            policy_version: self.policy_version,
+            policy_version: acting.policy_version,
         })
     }
 
-    /// Restores a checkpoint written by [`Learner::save`]. Refuses files of another format or
-    /// architecture before touching anything. Hyper-parameters that do not change shapes (lr,
-    /// alpha, epsilon...) stay those of the running learner.
+    /// Restores a checkpoint written by [`Learner::save`]. Refuses files of another format,
+    /// feature layout or architecture before touching anything. Hyper-parameters that do not
+    /// change shapes (lr, alpha, epsilon...) stay those of the running learner.
     pub fn load(&mut self, path: &Path) -> Result<CheckpointInfo, CheckpointError> {
         let d = checkpoint::read(path)?;
         let incompatible = |reason: String| CheckpointError::Incompatible {
@@ -308,6 +385,14 @@ impl Learner {
         };
         match d.metadata.get("format") {
             Some(f) if f == CHECKPOINT_FORMAT => {}
+            Some(f) if f == "malcolm-strict-iqn/1" => {
+                return Err(incompatible(format!(
+                    "written by an earlier version (format {f}: feature layout 1 with 29 shared \
+                     and 13 candidate features, linear head); this learner reads \
+                     {CHECKPOINT_FORMAT} with feature layout {FEATURE_LAYOUT_VERSION} \
+                     ({SHARED_FEATURES} + {CANDIDATE_FEATURES} features): retrain"
+                )))
+            }
             other => {
                 return Err(incompatible(format!(
                     "format {other:?}, expected {CHECKPOINT_FORMAT:?}"
@@ -319,6 +404,12 @@ impl Learner {
             .get("arch")
             .and_then(|a| serde_json::from_str(a).ok())
             .ok_or_else(|| incompatible("no readable arch metadata".into()))?;
+        if arch.feature_layout != self.arch.feature_layout {
+            return Err(incompatible(format!(
+                "feature layout {} (this learner builds layout {}): retrain",
+                arch.feature_layout, self.arch.feature_layout
+            )));
+        }
         if arch != self.arch {
             return Err(incompatible(format!(
                 "architecture {arch:?} differs from the learner's {:?}",
@@ -337,31 +428,9 @@ impl Learner {
             counter("policy_version")?,
         );
         // Check every tensor before copying any, so a bad file leaves the learner as it was.
-        let mut online = sorted_vars(&self.online_vs);
-        let mut target = sorted_vars(&self.target_vs);
-        let adam_names: Vec<String> = self.adam.state().into_iter().map(|(n, _)| n).collect();
-        let expected = online
-            .iter()
-            .map(|(n, t)| (format!("online.{n}"), t.size()))
-            .chain(
-                online
-                    .iter()
-                    .map(|(n, t)| (format!("policy.{n}"), t.size())),
-            )
-            .chain(
-                target
-                    .iter()
-                    .map(|(n, t)| (format!("target.{n}"), t.size())),
-            )
-            .chain(
-                self.adam
-                    .state()
-                    .into_iter()
-                    .map(|(n, t)| (format!("adam.{n}"), t.size())),
-            );
-        for (name, size) in expected {
-            let want: Vec<usize> = size.iter().map(|&s| s as usize).collect();
-            match d.tensors.get(&name) {
+        let want = vec![self.arch.num_params()];
+        for name in ["online", "target", "policy", "adam.m", "adam.v"] {
+            match d.tensors.get(name) {
                 Some((_, shape)) if *shape == want => {}
                 Some((_, shape)) => {
                     return Err(incompatible(format!(
@@ -371,27 +440,21 @@ impl Learner {
                 None => return Err(incompatible(format!("tensor {name} missing"))),
             }
         }
-        for (n, t) in &mut online {
-            checkpoint::copy_into(path, &d, &format!("online.{n}"), t)?;
-        }
-        for (n, t) in &mut target {
-            checkpoint::copy_into(path, &d, &format!("target.{n}"), t)?;
-        }
-        for n in adam_names {
-            let t = self.adam.state_mut(&n).expect("adam state name");
-            checkpoint::copy_into(path, &d, &format!("adam.{n}"), t)?;
-        }
-        let acting = online
-            .iter()
-            .map(|(n, _)| (n.clone(), d.tensors[&format!("policy.{n}")].0.clone()))
-            .collect();
+        tch::no_grad(|| -> Result<(), CheckpointError> {
+            checkpoint::copy_into(path, &d, "online", &mut self.online.flat.shallow_clone())?;
+            checkpoint::copy_into(path, &d, "target", &mut self.target.flat)?;
+            checkpoint::copy_into(path, &d, "adam.m", &mut self.adam.m)?;
+            checkpoint::copy_into(path, &d, "adam.v", &mut self.adam.v)?;
+            Ok(())
+        })?;
         self.acting = Arc::new(Snapshot {
             policy_version: version,
-            params: acting,
+            actor: Actor::new(self.arch, d.tensors["policy"].0.clone()),
         });
         self.adam.step = adam_step as i64;
         self.updates = updates;
         self.policy_version = version;
+        self.inserted_at_start = None;
         Ok(CheckpointInfo {
             path: path.into(),
             bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
@@ -400,35 +463,12 @@ impl Learner {
     }
 }
 
-fn snapshot_of(vs: &VarStore, policy_version: u64) -> Snapshot {
-    Snapshot {
-        policy_version,
-        params: sorted_vars(vs)
-            .iter()
-            .map(|(n, t)| (n.clone(), checkpoint::tensor_f32(t).0))
-            .collect(),
-    }
-}
-
-fn sorted_vars(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-/// `rows x k` taus uniform in [0, hi).
-fn uniform_taus(rng: &mut impl Rng, rows: usize, k: usize, hi: f64) -> Tensor {
-    let v: Vec<f32> = (0..rows * k)
-        .map(|_| (rng.random::<f64>() * hi) as f32)
-        .collect();
-    Tensor::from_slice(&v).view([rows as i64, k as i64])
-}
-
 enum Control {
     /// Answered once the learner has finished what it was doing (used by `set_mode`).
     Barrier(mpsc::Sender<()>),
     Save(
         PathBuf,
+        Option<Arc<Snapshot>>,
         mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
     ),
     Load(
@@ -436,6 +476,22 @@ enum Control {
         mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
     ),
     Shutdown,
+}
+
+fn control_call(
+    control: &Sender<Control>,
+    make: impl FnOnce(mpsc::Sender<Result<CheckpointInfo, CheckpointError>>) -> Control,
+) -> Result<CheckpointInfo, PolicyError> {
+    let (tx, rx) = mpsc::channel();
+    control
+        .send(make(tx))
+        .map_err(|_| PolicyError::Learner("learner thread is gone".into()))?;
+    match rx.recv_timeout(DEFAULT_CONTROL_TIMEOUT) {
+        Ok(r) => r.map_err(PolicyError::from),
+        Err(_) => Err(PolicyError::Learner(
+            "learner did not answer within the control timeout".into(),
+        )),
+    }
 }
 
 /// Malcolm-Strict's [`PolicyFactory`]: one learner shared by every session.
@@ -454,22 +510,22 @@ impl StrictFactory {
         }
         let (control, control_rx) = mpsc::channel();
         let (data, data_rx) = mpsc::sync_channel(config.channel_capacity);
+        let arch = IqnArch::new(config.hidden, config.head_hidden, config.cos_embed);
         let shared = Arc::new(Shared {
             status: Mutex::new(LearnerStatus {
                 replay_capacity: config.replay_capacity as u64,
+                target_samples_per_insert: config.samples_per_insert,
                 ..Default::default()
             }),
-            arch: IqnArch::new(config.hidden, config.cos_embed),
-            config,
-            mode: AtomicU8::new(mode_to_u8(Mode::Train)),
-            // Replaced by the learner's initial weights before `new` returns.
             snapshot: RwLock::new(Arc::new(Snapshot {
                 policy_version: 0,
-                params: Vec::new(),
+                actor: Actor::new(arch, arch.init_params(config.seed)),
             })),
-            publish_seq: AtomicU64::new(0),
+            config,
+            mode: AtomicU8::new(mode_to_u8(Mode::Train)),
             decisions: AtomicU64::new(0),
             dropped_transitions: AtomicU64::new(0),
+            limiter: Limiter::default(),
         });
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), PolicyError>>();
         let thread_shared = shared.clone();
@@ -507,22 +563,6 @@ impl StrictFactory {
     pub fn dropped_transitions(&self) -> u64 {
         self.shared.dropped_transitions.load(Ordering::Relaxed)
     }
-
-    fn control(
-        &self,
-        make: impl FnOnce(mpsc::Sender<Result<CheckpointInfo, CheckpointError>>) -> Control,
-    ) -> Result<CheckpointInfo, PolicyError> {
-        let (tx, rx) = mpsc::channel();
-        self.control
-            .send(make(tx))
-            .map_err(|_| PolicyError::Learner("learner thread is gone".into()))?;
-        match rx.recv_timeout(DEFAULT_CONTROL_TIMEOUT) {
-            Ok(r) => r.map_err(PolicyError::from),
-            Err(_) => Err(PolicyError::Learner(
-                "learner did not answer within the control timeout".into(),
-            )),
-        }
-    }
 }
 
 impl Drop for StrictFactory {
@@ -540,16 +580,19 @@ fn learner_loop(
     control: &Receiver<Control>,
     data: &Receiver<Vec<Transition>>,
 ) {
-    let update_every = learner.config.update_every as f64;
     let publish_every = learner.config.publish_every;
+    let mut since_status = Instant::now();
     loop {
         loop {
             match control.try_recv() {
                 Ok(Control::Barrier(reply)) => {
                     let _ = reply.send(());
                 }
-                Ok(Control::Save(p, reply)) => {
-                    let r = learner.save(&p);
+                Ok(Control::Save(p, acting, reply)) => {
+                    let r = match &acting {
+                        Some(a) => learner.save_with_acting(&p, a),
+                        None => learner.save(&p),
+                    };
                     if let Err(e) = &r {
                         tracing::warn!(error = %e, "checkpoint save failed");
                     }
@@ -569,45 +612,38 @@ fn learner_loop(
             }
         }
         let train = shared.mode() == Mode::Train;
+        // Everything that has arrived goes into the replay first: the ratio is counted over
+        // inserted transitions.
         let mut got = 0usize;
-        while got < 4 * learner.config.batch {
-            match data.try_recv() {
-                Ok(v) => {
-                    got += v.len();
-                    v.into_iter().for_each(|t| learner.push(t));
-                }
-                Err(_) => break,
-            }
+        while let Ok(v) = data.try_recv() {
+            got += v.len();
+            v.iter().for_each(|t| learner.push(t));
         }
-        if train {
-            learner.owed = (learner.owed + got as f64 / update_every).min(MAX_OWED_UPDATES);
-        }
-        if train && learner.ready() && learner.owed >= 1.0 {
-            learner.owed -= 1.0;
+        let behind = train && learner.ready() && learner.updates < learner.due_updates();
+        if behind {
             learner.update();
+            shared.limiter.updates.fetch_add(1, Ordering::AcqRel);
+            shared.limiter.cv.notify_all();
             // Eval and frozen never see new weights, even from an update already under way.
             if learner.updates.is_multiple_of(publish_every) && shared.mode() == Mode::Train {
                 let snap = learner.publish();
                 shared.publish(snap);
             }
+        } else if got == 0 {
+            match data.recv_timeout(LEARNER_POLL) {
+                Ok(v) => v.iter().for_each(|t| learner.push(t)),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
+            }
+        }
+        if behind || got > 0 || since_status.elapsed() > Duration::from_millis(100) {
+            since_status = Instant::now();
             let mut st = shared.status.lock().expect("status lock");
             st.loss = learner.loss_ema;
             st.updates = learner.updates;
             st.replay_len = learner.replay.len() as u64;
-        } else if got == 0 {
-            match data.recv_timeout(LEARNER_POLL) {
-                Ok(v) => {
-                    if train {
-                        learner.owed =
-                            (learner.owed + v.len() as f64 / update_every).min(MAX_OWED_UPDATES);
-                    }
-                    v.into_iter().for_each(|t| learner.push(t));
-                    shared.status.lock().expect("status lock").replay_len =
-                        learner.replay.len() as u64;
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {}
-            }
+            st.transitions_inserted = learner.replay.pushed;
+            st.samples_per_insert = learner.samples_per_insert();
         }
     }
 }
@@ -620,7 +656,8 @@ impl PolicyFactory for StrictFactory {
     fn new_session(&self, hello: &Hello, seed: u64) -> Result<Box<dyn Policy>, PolicyError> {
         Ok(Box::new(StrictPolicy::new(
             self.shared.clone(),
-            self.data.clone(),
+            Some(self.data.clone()),
+            None,
             hello,
             seed,
         )?))
@@ -630,6 +667,7 @@ impl PolicyFactory for StrictFactory {
     /// publishes weights after it.
     fn set_mode(&self, mode: Mode) {
         self.shared.mode.store(mode_to_u8(mode), Ordering::Relaxed);
+        self.shared.limiter.cv.notify_all();
         let (tx, rx) = mpsc::channel();
         if self.control.send(Control::Barrier(tx)).is_ok() {
             let _ = rx.recv_timeout(MODE_BARRIER_TIMEOUT);
@@ -641,19 +679,74 @@ impl PolicyFactory for StrictFactory {
     }
 
     fn status(&self) -> LearnerStatus {
-        *self.shared.status.lock().expect("status lock")
+        let mut st = *self.shared.status.lock().expect("status lock");
+        st.transitions_dropped = self.dropped_transitions();
+        st.env_wait_s = self.shared.limiter.waited_ns.load(Ordering::Relaxed) as f64 / 1e9;
+        st
     }
 
     fn save_checkpoint(&self, path: &Path) -> Result<CheckpointInfo, PolicyError> {
-        self.control(|tx| Control::Save(path.to_path_buf(), tx))
+        control_call(&self.control, |tx| {
+            Control::Save(path.to_path_buf(), None, tx)
+        })
     }
 
     fn load_checkpoint(&self, path: &Path) -> Result<CheckpointInfo, PolicyError> {
-        self.control(|tx| Control::Load(path.to_path_buf(), tx))
+        control_call(&self.control, |tx| Control::Load(path.to_path_buf(), tx))
+    }
+
+    fn frozen_copy(&self) -> Option<Arc<dyn PolicyFactory>> {
+        Some(Arc::new(FrozenStrict {
+            shared: self.shared.clone(),
+            snapshot: self.shared.snapshot(),
+            control: self.control.clone(),
+        }))
     }
 }
 
-/// Full state of a decision, kept as the next state of the previous decision of its origin.
+/// Sessions acting greedily with one fixed snapshot (see [`PolicyFactory::frozen_copy`]).
+struct FrozenStrict {
+    shared: Arc<Shared>,
+    snapshot: Arc<Snapshot>,
+    control: Sender<Control>,
+}
+
+impl PolicyFactory for FrozenStrict {
+    fn name(&self) -> &str {
+        "malcolm-strict"
+    }
+
+    fn new_session(&self, hello: &Hello, seed: u64) -> Result<Box<dyn Policy>, PolicyError> {
+        Ok(Box::new(StrictPolicy::new(
+            self.shared.clone(),
+            None,
+            Some(self.snapshot.clone()),
+            hello,
+            seed,
+        )?))
+    }
+
+    fn mode(&self) -> Mode {
+        Mode::Frozen
+    }
+
+    fn status(&self) -> LearnerStatus {
+        LearnerStatus {
+            policy_version: self.snapshot.policy_version,
+            ..Default::default()
+        }
+    }
+
+    /// The learner's checkpoint with this snapshot as its acting weights.
+    fn save_checkpoint(&self, path: &Path) -> Result<CheckpointInfo, PolicyError> {
+        control_call(&self.control, |tx| {
+            Control::Save(path.to_path_buf(), Some(self.snapshot.clone()), tx)
+        })
+    }
+}
+
+/// State of a decision as the next state of the previous decision of its origin: shared
+/// features and the best candidates' features.
 #[derive(Debug)]
 struct StateRecord {
     shared: Box<[f32]>,
@@ -672,22 +765,27 @@ struct Pending {
 /// One session's actor.
 pub struct StrictPolicy {
     shared: Arc<Shared>,
-    tx: SyncSender<Vec<Transition>>,
+    /// `None` for a frozen copy (never learns).
+    tx: Option<SyncSender<Vec<Transition>>>,
+    /// Fixed weights of a frozen copy.
+    pinned: Option<Arc<Snapshot>>,
     fb: FeatureBuilder,
-    _vs: VarStore,
-    net: IqnNet,
-    params: Vec<Tensor>,
-    seen_seq: u64,
-    version: u64,
+    snap: Arc<Snapshot>,
     rng: ChaCha8Rng,
     reward: RewardConfig,
-    eval_taus: Tensor,
-    /// `IqnNet::cvar_head` of `eval_taus` for the current weights (None after a refresh).
-    eval_head: Option<Tensor>,
-    view: OriginView,
+    eval_taus: Vec<f32>,
+    /// The head for `eval_taus` of the current weights (None after a refresh).
+    eval_head: Option<Head>,
+    /// Per origin of the current Step: its static candidate rows, decoded view, and the
+    /// state part of every node's wait.
+    origin_rows: HashMap<u32, (Vec<f32>, OriginView, Vec<f64>)>,
     shared_buf: Vec<f32>,
+    shared_h: Vec<f32>,
     cand_buf: Vec<f32>,
     scores: Vec<f32>,
+    scratch: Scratch,
+    order: Vec<usize>,
+    ties: Vec<usize>,
     pending: HashMap<u64, Pending>,
     last_by_origin: HashMap<u32, u64>,
     outbox: Vec<Transition>,
@@ -696,69 +794,77 @@ pub struct StrictPolicy {
 impl StrictPolicy {
     fn new(
         shared: Arc<Shared>,
-        tx: SyncSender<Vec<Transition>>,
+        tx: Option<SyncSender<Vec<Transition>>>,
+        pinned: Option<Arc<Snapshot>>,
         hello: &Hello,
         seed: u64,
     ) -> Result<Self, PolicyError> {
         let fb = FeatureBuilder::from_hello(hello)?;
-        let vs = VarStore::new(Device::Cpu);
-        let net = IqnNet::new(&vs.root(), shared.arch);
-        let params = sorted_vars(&vs).into_iter().map(|(_, t)| t).collect();
         let c = &shared.config;
-        let eval_taus = Tensor::from_slice(&midpoint_taus(c.cvar_alpha, c.k_tau)).view([1, -1]);
-        let mut p = Self {
+        let snap = pinned.clone().unwrap_or_else(|| shared.snapshot());
+        Ok(Self {
             reward: c.reward.into(),
             rng: ChaCha8Rng::seed_from_u64(seed),
-            eval_taus,
+            eval_taus: midpoint_taus(c.cvar_alpha, c.k_tau),
             eval_head: None,
             tx,
+            pinned,
             fb,
-            _vs: vs,
-            net,
-            params,
-            seen_seq: 0,
-            version: 0,
-            view: OriginView::default(),
+            snap,
+            origin_rows: HashMap::new(),
             shared_buf: Vec::new(),
+            shared_h: Vec::new(),
             cand_buf: Vec::new(),
             scores: Vec::new(),
+            scratch: Scratch::default(),
+            order: Vec::new(),
+            ties: Vec::new(),
             pending: HashMap::new(),
             last_by_origin: HashMap::new(),
             outbox: Vec::new(),
             shared,
-        };
-        p.refresh_weights();
-        Ok(p)
+        })
     }
 
-    /// Copies the latest published weights if the learner published since the last look.
+    fn mode(&self) -> Mode {
+        if self.pinned.is_some() {
+            Mode::Frozen
+        } else {
+            self.shared.mode()
+        }
+    }
+
+    /// Takes the latest published weights (an Arc clone) unless frozen.
     fn refresh_weights(&mut self) {
-        let seq = self.shared.publish_seq.load(Ordering::Acquire);
-        if seq == self.seen_seq {
+        if self.pinned.is_some() {
             return;
         }
-        let snap = self.shared.snapshot.read().expect("snapshot lock").clone();
-        tch::no_grad(|| {
-            for (t, (_, data)) in self.params.iter_mut().zip(&snap.params) {
-                let src = Tensor::from_slice(data).view(t.size().as_slice());
-                t.copy_(&src);
-            }
-        });
-        self.seen_seq = seq;
-        self.version = snap.policy_version;
-        self.eval_head = None;
+        let snap = self.shared.snapshot();
+        if snap.policy_version != self.snap.policy_version || !Arc::ptr_eq(&snap, &self.snap) {
+            self.snap = snap;
+            self.eval_head = None;
+        }
     }
 
     fn flush(&mut self) {
         if self.outbox.is_empty() {
             return;
         }
+        let Some(tx) = &self.tx else {
+            self.outbox.clear();
+            return;
+        };
         let batch = std::mem::take(&mut self.outbox);
         let n = batch.len() as u64;
-        if self.tx.try_send(batch).is_err() {
-            self.shared
-                .dropped_transitions
-                .fetch_add(n, Ordering::Relaxed);
+        match tx.try_send(batch) {
+            Ok(()) => {
+                self.shared.limiter.sent.fetch_add(n, Ordering::AcqRel);
+            }
+            Err(_) => {
+                self.shared
+                    .dropped_transitions
+                    .fetch_add(n, Ordering::Relaxed);
+            }
         }
     }
 
@@ -774,7 +880,7 @@ impl StrictPolicy {
             shared: p.shared,
             chosen: p.chosen,
             reward: p.reward.expect("checked above"),
-            bootstrap: true,
+            discount: self.shared.config.discount as f32,
             next_shared: next.shared.clone(),
             next_cand: next.cand.clone(),
         });
@@ -790,105 +896,156 @@ impl StrictPolicy {
             }
         }
     }
+
+    /// Builds every task's shared features and candidate rows, and scores them all.
+    fn build_and_score(&mut self, step: &Step, head: &Head) -> Result<(), PolicyError> {
+        let (t, n) = (step.tasks.len(), self.fb.n());
+        let (s, c) = (SHARED_FEATURES, CANDIDATE_FEATURES);
+        self.shared_buf.resize(t * s, 0.0);
+        self.cand_buf.resize(t * n * c, 0.0);
+        self.shared_h.clear();
+        // Static candidate rows once per origin of the Step.
+        self.origin_rows.clear();
+        let mut sh = Vec::new();
+        for (i, task) in step.tasks.iter().enumerate() {
+            let o = task.origin as usize;
+            if !self.origin_rows.contains_key(&task.origin) {
+                let mut view = OriginView::default();
+                self.fb.origin_view(step, o, &mut view);
+                let mut rows = vec![0f32; n * c];
+                let mut state = Vec::new();
+                self.fb.origin_static(step, &view, o, &mut rows, &mut state);
+                self.origin_rows.insert(task.origin, (rows, view, state));
+            }
+            let (static_rows, view, state) = &self.origin_rows[&task.origin];
+            self.fb
+                .task_shared(step, task, view, &mut self.shared_buf[i * s..(i + 1) * s])?;
+            let rows = &mut self.cand_buf[i * n * c..(i + 1) * n * c];
+            rows.copy_from_slice(static_rows);
+            for (j, row) in rows.chunks_exact_mut(c).enumerate() {
+                self.fb.candidate_dynamic(step, task, j, state[j], row);
+                FeatureBuilder::check_candidate(task, j, row)?;
+            }
+            self.snap
+                .actor
+                .shared_hidden(&self.shared_buf[i * s..(i + 1) * s], &mut sh);
+            self.shared_h.extend_from_slice(&sh);
+        }
+        self.scores.resize(t * n, 0.0);
+        self.snap.actor.score(
+            &self.shared_h,
+            n,
+            &self.cand_buf,
+            head,
+            &mut self.scratch,
+            &mut self.scores,
+        );
+        Ok(())
+    }
+
+    /// Index of the best score, ties broken at random.
+    fn argmax(&mut self, row: &[f32]) -> usize {
+        let best = row
+            .iter()
+            .copied()
+            .filter(|x| !x.is_nan())
+            .fold(f32::NEG_INFINITY, f32::max);
+        self.ties.clear();
+        self.ties.extend((0..row.len()).filter(|&j| row[j] == best));
+        match self.ties.len() {
+            0 => 0,
+            1 => self.ties[0],
+            k => self.ties[self.rng.random_range(0..k)],
+        }
+    }
 }
 
 impl Policy for StrictPolicy {
     fn decide(&mut self, step: &Step, out: &mut Decision) -> Result<(), PolicyError> {
         out.clear();
-        self.fb.check(step)?;
-        let mode = self.shared.mode();
+        self.fb.begin_step(step)?;
+        let mode = self.mode();
         let train = mode == Mode::Train;
         if mode != Mode::Frozen {
             self.refresh_weights();
         }
-        // Idempotent with a separate observe() of the same outcomes.
-        if train {
-            self.record_outcomes(&step.outcomes);
-        }
-        self.fb.observe_tasks(&step.tasks);
         let t = step.tasks.len();
         if t == 0 {
             self.flush();
             return Ok(());
         }
-        let n = self.fb.n();
-        let (s, c) = (SHARED_FEATURES, CANDIDATE_FEATURES);
-        self.shared_buf.resize(t * s, 0.0);
-        self.cand_buf.resize(t * n * c, 0.0);
-        let mut view_origin = usize::MAX;
-        for (i, task) in step.tasks.iter().enumerate() {
-            let o = task.origin as usize;
-            if o != view_origin {
-                self.fb.origin_view(step, o, &mut self.view);
-                view_origin = o;
+        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
+        let cfg = self.shared.config.clone();
+        // Train: one set of taus ~ U[0, alpha] per Step. Eval: fixed midpoint taus, with the
+        // head cached per weight version.
+        let head = if train {
+            let taus: Vec<f32> = (0..cfg.k_tau)
+                .map(|_| (self.rng.random::<f64>() * cfg.cvar_alpha) as f32)
+                .collect();
+            self.snap.actor.head(&taus)
+        } else {
+            if self.eval_head.is_none() {
+                self.eval_head = Some(self.snap.actor.head(&self.eval_taus));
             }
-            self.fb.task(
-                step,
-                task,
-                &self.view,
-                &mut self.shared_buf[i * s..(i + 1) * s],
-                &mut self.cand_buf[i * n * c..(i + 1) * n * c],
-            );
-        }
-        let k = self.shared.config.k_tau;
-        let alpha = self.shared.config.cvar_alpha;
-        // Train: one set of taus ~ U[0, alpha] per Step (the tau embedding is computed once,
-        // not per task). Eval: fixed midpoint taus, folded into a cached head vector.
-        let taus = train.then(|| uniform_taus(&mut self.rng, 1, k, alpha));
-        if !train && self.eval_head.is_none() {
-            self.eval_head = Some(tch::no_grad(|| self.net.cvar_head(&self.eval_taus)));
-        }
-        let scores = tch::no_grad(|| {
-            let shared = Tensor::from_slice(&self.shared_buf).view([t as i64, s as i64]);
-            let cand = Tensor::from_slice(&self.cand_buf).view([t as i64, n as i64, c as i64]);
-            let psi = self.net.psi(&shared, &cand);
-            let scores = match (&taus, &self.eval_head) {
-                (Some(taus), _) => self.net.mean_over_taus(&psi, taus),
-                (None, Some(head)) => self.net.scores_with_head(&psi, head),
-                (None, None) => unreachable!("eval head computed above"),
-            };
-            scores.to_kind(Kind::Float).contiguous()
-        });
-        self.scores.resize(t * n, 0.0);
-        scores.copy_data(&mut self.scores, t * n);
+            self.eval_head.clone().expect("computed above")
+        };
+        self.build_and_score(step, &head)?;
+        // Most urgent first; each placement counts against its node for the later tasks.
+        self.order.clear();
+        self.order.extend(0..t);
+        self.order.sort_by_key(|&i| (step.tasks[i].deadline_ns, i));
+        out.targets.resize(t, 0);
+        out.scores.resize(t, 0.0);
         let eps = if train { self.shared.epsilon() } else { 0.0 };
-        for (i, task) in step.tasks.iter().enumerate() {
-            let row = &self.scores[i * n..(i + 1) * n];
-            let best = argmax(row);
+        let order = std::mem::take(&mut self.order);
+        let mut later_rows = Vec::new();
+        let mut later_sh = Vec::new();
+        let mut later_scores = Vec::new();
+        for (pos, &i) in order.iter().enumerate() {
+            let task = &step.tasks[i];
+            let row: Vec<f32> = self.scores[i * n..(i + 1) * n].to_vec();
             let target = if eps > 0.0 && self.rng.random::<f64>() < eps {
                 self.rng.random_range(0..n)
             } else {
-                best
+                self.argmax(&row)
             };
-            out.targets.push(target as u32);
-            out.scores.push(row[target]);
-            if train {
-                let shared_f: Box<[f32]> = self.shared_buf[i * s..(i + 1) * s].into();
-                let cand_f = &self.cand_buf[i * n * c..(i + 1) * n * c];
-                let chosen: Box<[f32]> = cand_f[target * c..(target + 1) * c].into();
-                let record = Arc::new(StateRecord {
-                    shared: shared_f.clone(),
-                    cand: cand_f.into(),
-                });
-                if let Some(prev) = self.last_by_origin.insert(task.origin, task.task_id) {
-                    if let Some(p) = self.pending.get_mut(&prev) {
-                        p.next = Some(record);
-                        self.try_emit(prev);
-                    }
+            out.targets[i] = target as u32;
+            out.scores[i] = row[target];
+            self.fb.record(task.origin as usize, target, task);
+            // Rebuild and rescore the target's column for the tasks still to decide.
+            let rest = &order[pos + 1..];
+            if !rest.is_empty() {
+                later_rows.clear();
+                later_sh.clear();
+                for &i2 in rest {
+                    let r = (i2 * n + target) * c;
+                    let row2 = &mut self.cand_buf[r..r + c];
+                    let state = self.origin_rows[&step.tasks[i2].origin].2[target];
+                    self.fb
+                        .candidate_dynamic(step, &step.tasks[i2], target, state, row2);
+                    FeatureBuilder::check_candidate(&step.tasks[i2], target, row2)?;
+                    later_rows.extend_from_slice(row2);
+                    let h = self.snap.actor.arch.hidden;
+                    later_sh.extend_from_slice(&self.shared_h[i2 * h..(i2 + 1) * h]);
                 }
-                let speed = self.fb.nodes[target].speed;
-                self.pending.insert(
-                    task.task_id,
-                    Pending {
-                        shared: shared_f,
-                        chosen,
-                        service_on_node_us: task.service_estimate_ns as f64 / 1e3 / speed,
-                        reward: None,
-                        next: None,
-                    },
+                later_scores.resize(rest.len(), 0.0);
+                self.snap.actor.score(
+                    &later_sh,
+                    1,
+                    &later_rows,
+                    &head,
+                    &mut self.scratch,
+                    &mut later_scores,
                 );
+                for (&i2, &sc) in rest.iter().zip(&later_scores) {
+                    self.scores[i2 * n + target] = sc;
+                }
+            }
+            if train {
+                self.remember(step, i, target, &row);
             }
         }
+        self.order = order;
         if train {
             self.shared.decisions.fetch_add(t as u64, Ordering::Relaxed);
             if self.pending.len() > DEFAULT_MAX_PENDING {
@@ -899,20 +1056,21 @@ impl Policy for StrictPolicy {
                 self.pending.clear();
                 self.last_by_origin.clear();
             }
+            self.flush();
+            self.shared.wait_for_learner()?;
         }
-        self.flush();
         Ok(())
     }
 
     fn observe(&mut self, outcomes: &[TaskOutcome]) {
-        if self.shared.mode() == Mode::Train {
+        if self.mode() == Mode::Train {
             self.record_outcomes(outcomes);
             self.flush();
         }
     }
 
     fn end_episode(&mut self, end: &EpisodeEnd) {
-        if self.shared.mode() == Mode::Train {
+        if self.mode() == Mode::Train {
             self.record_outcomes(&end.outcomes);
             if end.reason() == EndReason::Terminated {
                 // The last decision of each origin: terminal, reward alone.
@@ -924,7 +1082,7 @@ impl Policy for StrictPolicy {
                                 shared: p.shared,
                                 chosen: p.chosen,
                                 reward: r,
-                                bootstrap: false,
+                                discount: 0.0,
                                 next_shared: Box::new([]),
                                 next_cand: Box::new([]),
                             });
@@ -940,11 +1098,56 @@ impl Policy for StrictPolicy {
     }
 
     fn version(&self) -> u64 {
-        self.version
+        self.snap.policy_version
     }
 }
 
-/// Index of the largest value (first on ties; NaN never wins).
+impl StrictPolicy {
+    /// Keeps task `i`'s decision for learning: it is the next state of the previous decision
+    /// of the same origin, and waits for its own outcome and successor.
+    fn remember(&mut self, step: &Step, i: usize, target: usize, scores: &[f32]) {
+        let (n, s, c) = (self.fb.n(), SHARED_FEATURES, CANDIDATE_FEATURES);
+        let task = &step.tasks[i];
+        let shared_f: Box<[f32]> = self.shared_buf[i * s..(i + 1) * s].into();
+        let rows = &self.cand_buf[i * n * c..(i + 1) * n * c];
+        let chosen: Box<[f32]> = rows[target * c..(target + 1) * c].into();
+        // The next-state record keeps the best candidates by the acting network's scores.
+        let k = self.shared.config.next_candidates.min(n);
+        let mut idx: Vec<usize> = (0..n).collect();
+        if k < n {
+            idx.select_nth_unstable_by(k - 1, |&a, &b| scores[b].total_cmp(&scores[a]));
+            idx.truncate(k);
+        }
+        let mut cand = Vec::with_capacity(k * c);
+        for &j in &idx {
+            cand.extend_from_slice(&rows[j * c..(j + 1) * c]);
+        }
+        let record = Arc::new(StateRecord {
+            shared: shared_f.clone(),
+            cand: cand.into(),
+        });
+        if let Some(prev) = self.last_by_origin.insert(task.origin, task.task_id) {
+            if let Some(p) = self.pending.get_mut(&prev) {
+                p.next = Some(record);
+                self.try_emit(prev);
+            }
+        }
+        let speed = self.fb.nodes[target].speed;
+        self.pending.insert(
+            task.task_id,
+            Pending {
+                shared: shared_f,
+                chosen,
+                service_on_node_us: task.service_estimate_ns as f64 / 1e3 / speed,
+                reward: None,
+                next: None,
+            },
+        );
+    }
+}
+
+/// Index of the largest value (first on ties; NaN never wins). Deterministic, for policies
+/// that must not draw randomness (the original Malcolm's greedy action).
 pub fn argmax(v: &[f32]) -> usize {
     let mut best = 0;
     for (i, &x) in v.iter().enumerate() {

@@ -1,12 +1,15 @@
-//! Malcolm-Strict through the `PolicyFactory` interface: learning on a hand-built rack,
-//! determinism in eval mode, checkpoint round trip, refusal of incompatible checkpoints,
-//! concurrent sessions.
+//! Malcolm-Strict through the `PolicyFactory` interface: learning against the real rack
+//! simulator, the replay-ratio contract, same-Step placements, determinism in eval mode,
+//! frozen copies, checkpoint round trip, refusal of incompatible checkpoints, concurrent
+//! sessions.
 
 mod common;
 
 use malcolm_agents::{factory_by_name, AgentsConfig, IqnConfig, StrictFactory};
 use malcolm_policies::{Decision, Mode, PolicyFactory};
 use malcolm_proto::bridge::{EndReason, EpisodeEnd};
+use rack_sim::{run_policy, scenario, RackSim};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const FAST: usize = 2;
@@ -18,7 +21,7 @@ fn small_config(seed: u64) -> IqnConfig {
         batch: 64,
         lr: 1e-3,
         learn_start: 256,
-        update_every: 1,
+        samples_per_insert: 8.0,
         publish_every: 10,
         target_update_every: 100,
         eps_start: 0.5,
@@ -43,19 +46,22 @@ fn train(factory: &dyn PolicyFactory, steps: u64, seed: u64) {
         if let Some((s, t)) = prev.take() {
             step.outcomes = common::outcomes(&s, &t, FAST);
         }
+        policy.observe(&step.outcomes);
         policy.decide(&step, &mut out).unwrap();
         assert_eq!(out.targets.len(), 8);
         assert!(out.targets.iter().all(|&t| (t as usize) < n));
         prev = Some((step, out.targets.clone()));
     }
     let (s, t) = prev.unwrap();
-    policy.end_episode(&EpisodeEnd {
+    let end = EpisodeEnd {
         episode: 0,
         steps,
         reason: EndReason::Truncated as i32,
         outcomes: common::outcomes(&s, &t, FAST),
         sim_time_ns: 0,
-    });
+    };
+    policy.observe(&end.outcomes);
+    policy.end_episode(&end);
 }
 
 /// Decisions (targets and scores) of a fresh session on a fixed list of steps.
@@ -73,8 +79,7 @@ fn decisions(factory: &dyn PolicyFactory, seed: u64) -> (Vec<u32>, Vec<f32>, u64
     (targets, scores, policy.version())
 }
 
-/// Keeps training sessions running until the learner has made `updates` updates (the
-/// learner's update budget is tied to incoming transitions).
+/// Keeps training sessions running until the learner has made `updates` updates.
 fn train_until(factory: &dyn PolicyFactory, updates: u64, seed: u64) {
     let start = Instant::now();
     let mut k = 0;
@@ -89,23 +94,139 @@ fn train_until(factory: &dyn PolicyFactory, updates: u64, seed: u64) {
     }
 }
 
+fn sim_run(f: &dyn PolicyFactory, spec: &str, seed: u64) -> rack_sim::Report {
+    let mut sim = RackSim::new(scenario::by_name(spec).unwrap(), seed).unwrap();
+    let p = f.new_session(&sim.hello("test"), seed).unwrap();
+    run_policy(&mut sim, p, 1).unwrap()
+}
+
 #[test]
-fn learns_to_avoid_nodes_that_miss() {
-    let factory = StrictFactory::new(small_config(1)).unwrap();
-    let (before, _, _) = decisions(&factory, 5);
-    train_until(&factory, 1_500, 11);
+fn learns_on_the_real_rack_where_random_placement_misses() {
+    // hetero at 20% load: the two fast nodes could run every task on time; the slow ones miss
+    // every deadline (F = 3 < 1 / 0.2). Random placement misses about 60%.
+    let spec = "hetero:rho=0.2,tasks=6000,warmup=500";
+    let factory = StrictFactory::new(IqnConfig {
+        eps_decay_decisions: 10_000,
+        ..small_config(3)
+    })
+    .unwrap();
+    let random =
+        malcolm_policies::baselines::factory_by_name("random", &Default::default()).unwrap();
+    let random_miss = sim_run(random.as_ref(), spec, 900).miss_rate;
+    for seed in 1..=4 {
+        sim_run(&factory, spec, seed);
+    }
     factory.set_mode(Mode::Eval);
+    let learned = sim_run(&factory, spec, 900);
     let st = factory.status();
-    assert!(st.policy_version > 1 && st.replay_len > 0, "{st:?}");
-    let (after, _, _) = decisions(&factory, 5);
-    let fast_share =
-        |v: &[u32]| v.iter().filter(|&&t| (t as usize) < FAST).count() as f64 / v.len() as f64;
     eprintln!(
-        "fast share before {:.2} after {:.2}; status {st:?}",
-        fast_share(&before),
-        fast_share(&after)
+        "random miss {random_miss:.3}, learned miss {:.3}; {st:?}",
+        learned.miss_rate
     );
-    assert!(fast_share(&after) > 0.95, "{}", fast_share(&after));
+    assert!(random_miss > 0.5, "random {random_miss}");
+    assert!(learned.miss_rate < 0.1, "learned {}", learned.miss_rate);
+    assert_eq!(st.transitions_dropped, 0);
+}
+
+#[test]
+fn the_replay_ratio_is_kept_and_sessions_wait_for_the_learner() {
+    let config = IqnConfig {
+        samples_per_insert: 16.0,
+        batch: 32,
+        max_lag_updates: 4,
+        ..small_config(6)
+    };
+    let factory = StrictFactory::new(config.clone()).unwrap();
+    // Hand-made Steps come far faster than updates: the sessions must wait.
+    std::thread::scope(|s| {
+        for k in 0..2u64 {
+            let f = &factory;
+            s.spawn(move || train(f, 300, 40 + k));
+        }
+    });
+    // Let the learner finish what it owes for the last transitions.
+    let start = Instant::now();
+    loop {
+        let st = factory.status();
+        let due = (st.transitions_inserted - config.learn_start as u64) as f64
+            * config.samples_per_insert
+            / config.batch as f64;
+        if st.updates as f64 >= due.floor() || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let st = factory.status();
+    eprintln!("{st:?}");
+    assert_eq!(st.transitions_dropped, 0);
+    assert!(st.env_wait_s > 0.0, "sessions never waited: {st:?}");
+    assert!(
+        (st.samples_per_insert - 16.0).abs() < 0.5,
+        "achieved ratio {} vs 16",
+        st.samples_per_insert
+    );
+    assert_eq!(st.target_samples_per_insert, 16.0);
+}
+
+#[test]
+fn a_switch_to_eval_releases_a_waiting_session() {
+    // A learner that can never keep up: one update per transition of a 4096-sample batch.
+    let factory = Arc::new(
+        StrictFactory::new(IqnConfig {
+            samples_per_insert: 4096.0,
+            batch: 256,
+            learn_start: 64,
+            max_lag_updates: 1,
+            ..small_config(9)
+        })
+        .unwrap(),
+    );
+    let f = factory.clone();
+    let worker = std::thread::spawn(move || train(f.as_ref(), 200, 1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !worker.is_finished(),
+        "the session should be held by the limiter"
+    );
+    factory.set_mode(Mode::Eval);
+    let start = Instant::now();
+    while !worker.is_finished() {
+        assert!(start.elapsed() < Duration::from_secs(30), "still held");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    worker.join().unwrap();
+}
+
+#[test]
+fn same_step_placements_change_later_tasks_scores() {
+    // Eight identical tasks from one origin in one Step: every placement is rescored into the
+    // later tasks' view of that node, so equal tasks on one node do not all get equal scores.
+    let factory = StrictFactory::new(small_config(12)).unwrap();
+    factory.set_mode(Mode::Eval);
+    let mut policy = factory.new_session(&common::hello(FAST, SLOW), 1).unwrap();
+    let mut rng = common::rng(3);
+    let mut step = common::random_step(&mut rng, FAST + SLOW, 8, 0);
+    let first = step.tasks[0];
+    for (k, t) in step.tasks.iter_mut().enumerate() {
+        *t = malcolm_proto::bridge::PendingTask {
+            task_id: 100 + k as u64,
+            ..first
+        };
+    }
+    let mut out = Decision::default();
+    policy.decide(&step, &mut out).unwrap();
+    let on_first: Vec<f32> = out
+        .targets
+        .iter()
+        .zip(&out.scores)
+        .filter(|(&t, _)| t == out.targets[0])
+        .map(|(_, &s)| s)
+        .collect();
+    assert!(
+        on_first.len() == 1 || on_first.windows(2).any(|w| w[0] != w[1]),
+        "later tasks on node {} were not rescored: {on_first:?}",
+        out.targets[0]
+    );
 }
 
 #[test]
@@ -139,11 +260,13 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
     assert_eq!(v2, info.policy_version);
     assert_eq!(b.status().updates, a.status().updates);
 
-    // The file is plain safetensors with the config in its metadata.
+    // The file is plain safetensors with the config and the feature layout in its metadata.
     let d = malcolm_agents::checkpoint::read(&path).unwrap();
-    assert!(d.tensors.contains_key("online.fc2.weight"));
-    assert!(d.tensors.contains_key("adam.m.fc2.weight"));
+    for t in ["online", "target", "policy", "adam.m", "adam.v"] {
+        assert!(d.tensors.contains_key(t), "{t}");
+    }
     assert!(d.metadata["config"].contains("\"cvar_alpha\""));
+    assert!(d.metadata["arch"].contains("\"feature_layout\":2"));
 
     // Incompatible architecture: refused with a clear message, learner untouched.
     let c = StrictFactory::new(IqnConfig {
@@ -157,6 +280,21 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
         "{err}"
     );
 
+    // A checkpoint of the previous format (feature layout 1) is refused, saying why.
+    let old = dir.path().join("old.safetensors");
+    let t = tch::Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu));
+    let bytes = malcolm_agents::checkpoint::encode(
+        &[("online.fc2.weight".to_string(), &t)],
+        [("format".to_string(), "malcolm-strict-iqn/1".to_string())].into(),
+    )
+    .unwrap();
+    std::fs::write(&old, bytes).unwrap();
+    let err = b.load_checkpoint(&old).unwrap_err().to_string();
+    assert!(
+        err.contains("feature layout") && err.contains("retrain"),
+        "{err}"
+    );
+
     // A garbage file is refused and leaves b as it was.
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint").unwrap();
@@ -167,11 +305,34 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
     let bad = dir.path().join("no-such-dir").join("x.safetensors");
     assert!(a.save_checkpoint(&bad).is_err());
     assert!(b.load_checkpoint(&path).is_ok());
+    std::fs::remove_file(&old).unwrap();
+    std::fs::remove_file(&junk).unwrap();
     let names: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names.len(), 2, "no temp files left: {names:?}");
+    assert_eq!(names.len(), 1, "no temp files left: {names:?}");
+}
+
+#[test]
+fn a_frozen_copy_keeps_its_weights_and_saves_them_as_the_acting_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = StrictFactory::new(small_config(21)).unwrap();
+    train_until(&a, 60, 5);
+    let frozen = a.frozen_copy().expect("a learner has a frozen copy");
+    let (d0, s0, v0) = decisions(frozen.as_ref(), 4);
+    // Training goes on; the copy does not move.
+    train_until(&a, 200, 50);
+    assert!(a.status().policy_version > v0);
+    assert_eq!(decisions(frozen.as_ref(), 4), (d0.clone(), s0.clone(), v0));
+    // Its checkpoint acts like the copy once loaded.
+    let path = dir.path().join("best.safetensors");
+    let info = frozen.save_checkpoint(&path).unwrap();
+    assert_eq!(info.policy_version, v0);
+    let b = StrictFactory::new(small_config(22)).unwrap();
+    b.set_mode(Mode::Eval);
+    b.load_checkpoint(&path).unwrap();
+    assert_eq!(decisions(&b, 4), (d0, s0, v0));
 }
 
 #[test]
@@ -195,7 +356,11 @@ fn concurrent_sessions_and_factory_by_name() {
             }
         });
     });
-    assert!(f.status().replay_len > 0);
+    let st = f.status();
+    assert!(
+        st.transitions_inserted > 0 && st.transitions_dropped == 0,
+        "{st:?}"
+    );
     // JSON config round trip (the server reads it from a file).
     let json = serde_json::to_string(&config).unwrap();
     let back: AgentsConfig = serde_json::from_str(&json).unwrap();

@@ -73,7 +73,8 @@ pub trait Policy: Send {
     }
 }
 
-/// Learner figures for the control plane (zeros for fixed rules).
+/// Learner figures for the control plane, the progress line and the CSVs (zeros for fixed
+/// rules).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LearnerStatus {
     pub loss: f64,
@@ -81,6 +82,17 @@ pub struct LearnerStatus {
     pub replay_len: u64,
     pub replay_capacity: u64,
     pub policy_version: u64,
+    /// Transitions the learner has put into its replay.
+    pub transitions_inserted: u64,
+    /// Transitions lost on the way to the learner (a full channel); 0 when the replay-ratio
+    /// limiter works.
+    pub transitions_dropped: u64,
+    /// Configured replay ratio, minibatch samples per inserted transition (0: not enforced).
+    pub target_samples_per_insert: f64,
+    /// Achieved replay ratio: samples drawn / transitions inserted since learning started.
+    pub samples_per_insert: f64,
+    /// Seconds sessions spent waiting for the learner to keep the ratio (summed over sessions).
+    pub env_wait_s: f64,
 }
 
 /// Result of a checkpoint save or load.
@@ -115,5 +127,12 @@ pub trait PolicyFactory: Send + Sync {
             "policy {} has no learned state to load",
             self.name()
         )))
+    }
+    /// A factory whose sessions act greedily (eval) with the weights acting right now, frozen,
+    /// independent of later training; its `save_checkpoint` writes the learner's checkpoint
+    /// with these weights as the acting ones. For validating while training; `None` for
+    /// policies without learned state.
+    fn frozen_copy(&self) -> Option<std::sync::Arc<dyn PolicyFactory>> {
+        None
     }
 }

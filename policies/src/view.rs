@@ -42,6 +42,11 @@ impl<'a> GstView<'a> {
         }
     }
 
+    /// Age in ns of the origin's heartbeat from node `j`; `None` when it has none yet.
+    pub fn age_ns(&self, j: usize) -> Option<u64> {
+        self.age_ns.get(j).copied().filter(|&a| a != u64::MAX)
+    }
+
     /// Heartbeat of node `j` and its age in ns; `None` when the origin has none yet (age
     /// `u64::MAX` on the wire), or the entry is missing or undecodable.
     pub fn get(&self, j: usize) -> Option<(Heartbeat, u64)> {
@@ -169,6 +174,9 @@ impl WaitModel {
 
     /// Work per core that `o` placed on `j` during this Step.
     fn own_in_step(&self, o: usize, j: usize) -> f64 {
+        if self.step_total[j] == 0.0 {
+            return 0.0;
+        }
         self.step_log
             .iter()
             .filter(|&&(lo, lj, _)| lo as usize == o && lj as usize == j)
@@ -178,35 +186,52 @@ impl WaitModel {
 
     /// The wait before a new task could start on `j`, as origin `o` sees it at the Step's time.
     pub fn wait(&self, step: &Step, o: usize, j: usize) -> WaitEstimate {
-        let now = step.sim_time_ns;
+        self.wait_from_state(step, o, j, self.state_wait_ns(step, o, j))
+    }
+
+    /// The part of [`WaitModel::wait`] that comes from the node's state as `o` knows it (fresh
+    /// for itself, its GST entry otherwise). It does not change within a Step, so callers that
+    /// score many tasks of one origin compute it once per node.
+    pub fn state_wait_ns(&self, step: &Step, o: usize, j: usize) -> f64 {
         let (k, v) = (self.cores[j], self.speed[j]);
-        let others_in_step = (self.step_total[j] - self.own_in_step(o, j)).max(0.0);
         if j == o {
-            // Fresh and exact: the remaining work of the tasks already there. The origin's own
-            // placements on itself in this Step are not in its state yet either.
-            let own = &step.nodes[o];
-            let sth = own.sth.as_ref();
+            // Fresh and exact: the remaining work of the tasks already there.
+            let sth = step.nodes[o].sth.as_ref();
             let tasks = sth.map_or(0, |s| s.total_tasks) as f64;
             let load_ns = sth.map_or(0, |s| s.sum_load_us) as f64 * 1000.0;
-            let base = if tasks < k { 0.0 } else { load_ns / k };
+            return if tasks < k { 0.0 } else { load_ns / k };
+        }
+        match GstView::of(&step.nodes[o]).get(j) {
+            Some((hb, age)) => {
+                let q = hb.queue_len as f64;
+                let mut w = 0.0;
+                if !hb.idle() && q >= k {
+                    // Tasks ahead once a core frees, each a mean service on k cores.
+                    w = (q - k + 1.0) * self.mean_service_ns / (v * k);
+                }
+                // The node kept working since the heartbeat was sent.
+                (w - age as f64).max(0.0)
+            }
+            None => 0.0,
+        }
+    }
+
+    /// [`WaitModel::wait`] given its state part (from [`WaitModel::state_wait_ns`]).
+    pub fn wait_from_state(&self, step: &Step, o: usize, j: usize, state_ns: f64) -> WaitEstimate {
+        let now = step.sim_time_ns;
+        let own_step = self.own_in_step(o, j);
+        let others_in_step = (self.step_total[j] - own_step).max(0.0);
+        if j == o {
+            // The origin's own placements on itself in this Step are not in its state yet.
             return WaitEstimate {
-                state_ns: base,
-                own_ns: self.own_in_step(o, o),
+                state_ns,
+                own_ns: own_step,
                 step_ns: others_in_step,
             };
         }
-        let mut state_ns = 0.0;
-        let mut hb_sent = 0u64;
-        if let Some((hb, age)) = GstView::of(&step.nodes[o]).get(j) {
-            hb_sent = now.saturating_sub(age);
-            let q = hb.queue_len as f64;
-            if !hb.idle() && q >= k {
-                // Tasks ahead once a core frees, each a mean service on k cores.
-                state_ns = (q - k + 1.0) * self.mean_service_ns / (v * k);
-            }
-            // The node kept working since the heartbeat was sent.
-            state_ns = (state_ns - age as f64).max(0.0);
-        }
+        let hb_sent = GstView::of(&step.nodes[o])
+            .age_ns(j)
+            .map_or(0, |age| now.saturating_sub(age));
         let p = self.placed[o * self.n + j];
         // Placements that landed before the heartbeat was taken are already in it.
         let own_ns = if p.at + self.net.one_way_ns <= hb_sent && hb_sent > 0 {
