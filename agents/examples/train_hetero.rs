@@ -298,7 +298,7 @@ fn main() {
                 "{name},{disc},{seed},{:.6},{:.1},{:.1}",
                 r.miss_rate,
                 r.goodput_per_s,
-                r.latency.p99_ns as f64 / 1e3
+                r.latency.p99_ns / 1e3
             );
         }
         rows.push((format!("{name}+{disc}"), reports));
@@ -313,11 +313,7 @@ fn main() {
         let n = reports.len() as f64;
         let miss = reports.iter().map(|r| r.miss_rate).sum::<f64>() / n;
         let gput = reports.iter().map(|r| r.goodput_per_s).sum::<f64>() / n;
-        let p99 = reports
-            .iter()
-            .map(|r| r.latency.p99_ns as f64 / 1e3)
-            .sum::<f64>()
-            / n;
+        let p99 = reports.iter().map(|r| r.latency.p99_ns / 1e3).sum::<f64>() / n;
         println!("{name:<22} {miss:>10.4} {gput:>14.0} {p99:>10.1}");
     }
     println!(

@@ -317,7 +317,7 @@ impl RackSim {
 
     /// Metrics of everything measured so far.
     pub fn report(&self) -> Report {
-        self.metrics.report(
+        let mut r = self.metrics.report(
             &self.scenario.name,
             self.seed,
             self.sim_time_total
@@ -328,7 +328,9 @@ impl RackSim {
                 },
             self.events,
             self.steps_total,
-        )
+        );
+        r.service_estimate = self.scenario.estimate.label();
+        r
     }
 
     fn episode_rng(&self, stream: u64) -> ChaCha8Rng {

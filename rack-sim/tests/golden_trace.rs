@@ -54,9 +54,12 @@ fn read<T: serde::de::DeserializeOwned>(file: &str) -> Vec<T> {
         .collect()
 }
 
-/// The cases of the trace: per case its nodes (spec, timing) and its tasks.
-fn cases() -> BTreeMap<String, (Vec<(NodeSpec, NodeTiming)>, Vec<TaskRow>)> {
-    let mut m: BTreeMap<String, (Vec<(NodeSpec, NodeTiming)>, Vec<TaskRow>)> = BTreeMap::new();
+/// A case of the trace: its nodes (spec, timing) and its tasks.
+type Case = (Vec<(NodeSpec, NodeTiming)>, Vec<TaskRow>);
+
+/// The cases of the trace by name.
+fn cases() -> BTreeMap<String, Case> {
+    let mut m: BTreeMap<String, Case> = BTreeMap::new();
     for r in read::<NodeRow>("task_trace_nodes.csv") {
         let kind = match r.discipline.as_str() {
             "edf" => DisciplineKind::Edf,
