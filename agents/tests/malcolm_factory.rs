@@ -210,7 +210,7 @@ fn malcolm_learns_to_balance_load() {
             "{:?} after {i} decisions",
             f.status()
         );
-        if i % 40 == 0 {
+        if i.is_multiple_of(40) {
             q = unbalanced(&mut rng);
         }
         p.decide(&balance_step(q, (i % 2) as u32, i), &mut out)
@@ -218,7 +218,7 @@ fn malcolm_learns_to_balance_load() {
         q[out.targets[0] as usize] += 8;
         q = [q[0].saturating_sub(4), q[1].saturating_sub(4)];
         i += 1;
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             // Let the learner thread keep up (the channel drops what it cannot take).
             std::thread::sleep(Duration::from_millis(2));
         }
