@@ -697,12 +697,12 @@ pub fn sweep_chart(
     line_chart(
         path,
         &Chart {
-            title: if estimates.is_empty() {
-                title.into()
+            title: title.into(),
+            x_label: if estimates.is_empty() {
+                x_label.into()
             } else {
-                format!("{title} [service estimates: {estimates}]")
+                format!("{x_label}; service estimates: {estimates}")
             },
-            x_label: x_label.into(),
             y_label: metric.axis().into(),
             x_log,
             y_log,
@@ -822,7 +822,13 @@ fn curves_plot(path: &Path, title: &str, learners: &[(String, &Trained)]) -> Res
 }
 
 /// CDF of latency / relative deadline per label (pooled over seeds).
-fn margin_plot(path: &Path, title: &str, hists: &[(String, MarginHist)]) -> Result<()> {
+fn margin_plot(
+    path: &Path,
+    title: &str,
+    hists: &[(String, MarginHist)],
+    points: &[Point],
+) -> Result<()> {
+    let estimates: Vec<String> = points.iter().map(|p| p.scenario.estimate.label()).collect();
     let series: Vec<Series> = hists
         .iter()
         .filter(|(_, h)| h.completed > 0)
@@ -842,7 +848,10 @@ fn margin_plot(path: &Path, title: &str, hists: &[(String, MarginHist)]) -> Resu
         path,
         &Chart {
             title: title.into(),
-            x_label: "latency / relative deadline (1 = deadline)".into(),
+            x_label: format!(
+                "latency / relative deadline (1 = deadline); service estimates: {}",
+                results::distinct(estimates.iter().map(String::as_str))
+            ),
             y_label: "fraction of tasks (dropped = never complete)".into(),
             x_log: false,
             y_log: false,
@@ -1044,6 +1053,7 @@ fn hetero(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, hetero rack (pooled seeds)",
         &hists,
+        &points,
     )?;
     let mut md = header(
         "hetero",
@@ -1272,6 +1282,7 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Safety margin: latency / relative deadline (held-out seeds, pooled)",
         &kind_hists,
+        &points,
     )?;
     if agg_series.iter().any(|s| !s.points.is_empty()) {
         line_chart(
@@ -1740,6 +1751,7 @@ fn microburst(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, microburst rack (all classes, pooled seeds)",
         &hists,
+        &points,
     )?;
     let mut md = header(
         "microburst",

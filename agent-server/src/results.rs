@@ -201,7 +201,7 @@ pub fn markdown_table(rows: &[SummaryRow]) -> String {
 }
 
 /// Latency CDF per label (first seed of each label) over *all* tasks, log latency axis: a
-/// curve ends at its completed fraction (dropped tasks never complete). The title gets the
+/// curve ends at its completed fraction (dropped tasks never complete). The x axis names the
 /// runs' service-estimate model.
 pub fn latency_cdf_plot(
     path: &Path,
@@ -234,12 +234,12 @@ pub fn latency_cdf_plot(
     line_chart(
         path,
         &Chart {
-            title: if estimates.is_empty() {
-                title.into()
+            title: title.into(),
+            x_label: if estimates.is_empty() {
+                "latency (us, log scale)".into()
             } else {
-                format!("{title} [service estimates: {estimates}]")
+                format!("latency (us, log scale); service estimates: {estimates}")
             },
-            x_label: "latency (us, log scale)".into(),
             y_label: "fraction of all tasks (dropped = never complete)".into(),
             x_log: true,
             y_log: false,
