@@ -8,7 +8,8 @@
 #   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
 #   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy;
 #   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over;
-#   7. the same when the agent server dies in the middle of a run.
+#   7. the same when the agent server dies in the middle of a run;
+#   8. service estimates draw from their own RNG (exact vs noisy: same tasks and latencies).
 # Agent: MALCOLM_AGENT_ENDPOINT=tcp://host:port uses a running server; otherwise
 # MALCOLM_AGENT_SERVER_BIN (default target/release/agent-server) is started on a free port
 # ("serve --bind ENDPOINT" plus MALCOLM_AGENT_SERVER_ARGS) and stopped at the end.
@@ -224,6 +225,25 @@ if [ -n "$agent_pid" ]; then
   fi
 else
   echo "      (skipped: needs the agent-server binary)"
+fi
+
+echo "== 8. service estimates draw from their own RNG: the same workload under exact and noisy estimates"
+# FCFS servers, local placement: under either model every task runs the same (same arrivals,
+# services, latencies); only the deadlines (D = A + F x estimate), hence the on-time count, move.
+if run est-exact DisciplineCompare '$discipline=="fcfs" && $repetition==0' no '--**.app.estimate="exact"' &&
+   run est-noisy DisciplineCompare '$discipline=="fcfs" && $repetition==0' no '--**.app.estimate="noisy"'; then
+  gen_e="$(sum_scalar "$out/est-exact" '.*\.app' 'generated:count')"
+  gen_n="$(sum_scalar "$out/est-noisy" '.*\.app' 'generated:count')"
+  lat_e="$(sum_scalar "$out/est-exact" '.*\.scheduler' 'latency:mean')"
+  lat_n="$(sum_scalar "$out/est-noisy" '.*\.scheduler' 'latency:mean')"
+  met_e="$(met "$out/est-exact")"
+  met_n="$(met "$out/est-noisy")"
+  echo "      exact: $gen_e tasks, latency-mean sum $lat_e, $met_e on time; noisy: $gen_n tasks, latency-mean sum $lat_n, $met_n on time"
+  if [ "$gen_e" = "$gen_n" ] && [ "$lat_e" = "$lat_n" ] && [ "$met_e" != "$met_n" ]; then
+    pass "same tasks and latencies under both models; only the deadlines (on-time count) differ"
+  else
+    fail "estimates are not on their own stream, or have no effect (see the line above)"
+  fi
 fi
 
 if [ "$failures" -gt 0 ]; then

@@ -38,14 +38,23 @@ pub struct EvalRow {
     pub policy: String,
     pub scenario: String,
     pub seed: u64,
+    /// The service-estimate model the policies saw ("noisy(sigma=0.5)", "exact", ...).
+    pub estimate: String,
     pub finished: u64,
     pub miss_rate: f64,
+    /// Dropped tasks / finished (early drop, pruning; they never complete).
+    pub drop_rate: f64,
     pub goodput_per_s: f64,
     pub throughput_per_s: f64,
+    /// Latency percentiles over every measured task, a dropped task counted at +infinity
+    /// (it never completes): `inf` when more than 50% / 1% / 0.1% of the tasks were dropped.
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
-    pub mean_latency_us: f64,
+    /// p99 over the completed tasks only (a labelled extra: it flatters dropping).
+    pub p99_completed_us: f64,
+    /// Mean latency of the completed tasks.
+    pub mean_latency_completed_us: f64,
     pub wcet_ratio: f64,
     /// Miss rate of the micro-burst class (NaN when the scenario has none).
     pub burst_miss_rate: f64,
@@ -58,14 +67,21 @@ impl EvalRow {
             policy: case.policy.clone(),
             scenario: case.scenario.clone(),
             seed,
+            estimate: r.service_estimate.clone(),
             finished: r.finished,
             miss_rate: r.miss_rate,
+            drop_rate: if r.finished == 0 {
+                0.0
+            } else {
+                r.dropped as f64 / r.finished as f64
+            },
             goodput_per_s: r.goodput_per_s,
             throughput_per_s: r.throughput_per_s,
-            p50_us: r.latency.p50_ns as f64 / 1e3,
-            p99_us: r.latency.p99_ns as f64 / 1e3,
-            p999_us: r.latency.p999_ns as f64 / 1e3,
-            mean_latency_us: r.latency.mean_ns / 1e3,
+            p50_us: r.latency.p50_ns / 1e3,
+            p99_us: r.latency.p99_ns / 1e3,
+            p999_us: r.latency.p999_ns / 1e3,
+            p99_completed_us: r.latency_completed.p99_ns / 1e3,
+            mean_latency_completed_us: r.latency_completed.mean_ns / 1e3,
             wcet_ratio: r.wcet_ratio,
             burst_miss_rate: r.per_class.get(&1).map_or(f64::NAN, |c| c.miss_rate),
         }

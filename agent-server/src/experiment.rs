@@ -392,15 +392,21 @@ pub struct RunRow {
     pub x: f64,
     pub policy: String,
     pub scenario: String,
+    /// Service-estimate model the policies saw.
+    pub estimate: String,
     pub seed: u64,
     pub finished: u64,
     pub miss_rate: f64,
+    pub drop_rate: f64,
     pub goodput_per_s: f64,
     pub throughput_per_s: f64,
+    /// Over all tasks, dropped ones at +infinity (see results::TAIL_NOTE).
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
-    pub mean_latency_us: f64,
+    /// Completed tasks only (labelled extras).
+    pub p99_completed_us: f64,
+    pub mean_latency_completed_us: f64,
     pub wcet_ratio: f64,
     pub burst_finished: u64,
     pub burst_miss_rate: f64,
@@ -417,6 +423,10 @@ pub struct PointRow {
     pub x: f64,
     pub policy: String,
     pub scenario: String,
+    /// Service-estimate model of the point's runs (empty in summaries written before
+    /// estimates existed: those runs used exact service times).
+    #[serde(default)]
+    pub estimate: String,
     pub seeds: usize,
     pub miss_rate: f64,
     pub miss_rate_ci95: f64,
@@ -424,8 +434,12 @@ pub struct PointRow {
     pub goodput_ci95: f64,
     pub p99_us: f64,
     pub p99_ci95: f64,
+    /// Over all tasks, dropped ones at +infinity: infinite when any seed's is.
     pub p999_us: f64,
     pub p999_ci95: f64,
+    /// Dropped tasks / finished, mean over seeds.
+    #[serde(default)]
+    pub drop_rate: f64,
     pub burst_miss_rate: f64,
     pub burst_miss_rate_ci95: f64,
     /// Pooled over seeds.
@@ -537,15 +551,18 @@ fn run_rows(points: &[Point], runs: &[Run]) -> Vec<RunRow> {
                 x: p.x,
                 policy: p.policy.clone(),
                 scenario: p.scenario_spec.clone(),
+                estimate: r.row.estimate.clone(),
                 seed: r.row.seed,
                 finished: r.row.finished,
                 miss_rate: r.row.miss_rate,
+                drop_rate: r.row.drop_rate,
                 goodput_per_s: r.row.goodput_per_s,
                 throughput_per_s: r.row.throughput_per_s,
                 p50_us: r.row.p50_us,
                 p99_us: r.row.p99_us,
                 p999_us: r.row.p999_us,
-                mean_latency_us: r.row.mean_latency_us,
+                p99_completed_us: r.row.p99_completed_us,
+                mean_latency_completed_us: r.row.mean_latency_completed_us,
                 wcet_ratio: r.row.wcet_ratio,
                 burst_finished: burst.map_or(0, |c| c.finished),
                 burst_miss_rate: r.row.burst_miss_rate,
@@ -573,11 +590,15 @@ pub fn point_rows(points: &[Point], runs: &[Run]) -> Vec<PointRow> {
                         .collect::<Vec<_>>(),
                 )
             };
+            // Tails: an infinite seed makes the point infinite (filtering it would hide it).
+            let tail = |f: &dyn Fn(&Run) -> f64| {
+                results::tail_ci(&g.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
             let (miss, good, p99, p999, burst) = (
                 ci(&|r| r.row.miss_rate),
                 ci(&|r| r.row.goodput_per_s),
-                ci(&|r| r.row.p99_us),
-                ci(&|r| r.row.p999_us),
+                tail(&|r| r.row.p99_us),
+                tail(&|r| r.row.p999_us),
                 ci(&|r| r.row.burst_miss_rate),
             );
             let mut m = MarginHist::new();
@@ -589,6 +610,7 @@ pub fn point_rows(points: &[Point], runs: &[Run]) -> Vec<PointRow> {
                 x: p.x,
                 policy: p.policy.clone(),
                 scenario: p.scenario_spec.clone(),
+                estimate: p.scenario.estimate.label(),
                 seeds: g.len(),
                 miss_rate: miss.mean,
                 miss_rate_ci95: miss.half_width,
@@ -598,6 +620,7 @@ pub fn point_rows(points: &[Point], runs: &[Run]) -> Vec<PointRow> {
                 p99_ci95: p99.half_width,
                 p999_us: p999.mean,
                 p999_ci95: p999.half_width,
+                drop_rate: ci(&|r| r.row.drop_rate).mean,
                 burst_miss_rate: burst.mean,
                 burst_miss_rate_ci95: burst.half_width,
                 margin_median: m.quantile(0.5),
@@ -634,8 +657,8 @@ impl Metric {
         match self {
             Metric::MissPct => "deadline miss rate (%)",
             Metric::Goodput => "goodput (on-time completions / s)",
-            Metric::P99 => "p99 latency (us)",
-            Metric::P999 => "p99.9 latency (us)",
+            Metric::P99 => "p99 latency over all tasks (us; no point: > 1% dropped)",
+            Metric::P999 => "p99.9 latency over all tasks (us; no point: > 0.1% dropped)",
             Metric::BurstMissPct => "micro-burst miss rate (%)",
         }
     }
@@ -645,7 +668,7 @@ impl Metric {
         match self {
             Metric::MissPct | Metric::BurstMissPct => format!("{m:.3}% ± {h:.3}"),
             Metric::Goodput => format!("{m:.0} ± {h:.0}"),
-            Metric::P99 | Metric::P999 => format!("{m:.1} ± {h:.1}"),
+            Metric::P99 | Metric::P999 => results::fmt_tail(m, h),
         }
     }
 }
@@ -694,11 +717,16 @@ pub fn sweep_chart(
             }
         })
         .collect();
+    let estimates = results::distinct(rows.iter().map(|r| r.estimate.as_str()));
     line_chart(
         path,
         &Chart {
             title: title.into(),
-            x_label: x_label.into(),
+            x_label: if estimates.is_empty() {
+                x_label.into()
+            } else {
+                format!("{x_label}; service estimates: {estimates}")
+            },
             y_label: metric.axis().into(),
             x_log,
             y_log,
@@ -818,7 +846,13 @@ fn curves_plot(path: &Path, title: &str, learners: &[(String, &Trained)]) -> Res
 }
 
 /// CDF of latency / relative deadline per label (pooled over seeds).
-fn margin_plot(path: &Path, title: &str, hists: &[(String, MarginHist)]) -> Result<()> {
+fn margin_plot(
+    path: &Path,
+    title: &str,
+    hists: &[(String, MarginHist)],
+    points: &[Point],
+) -> Result<()> {
+    let estimates: Vec<String> = points.iter().map(|p| p.scenario.estimate.label()).collect();
     let series: Vec<Series> = hists
         .iter()
         .filter(|(_, h)| h.completed > 0)
@@ -838,7 +872,10 @@ fn margin_plot(path: &Path, title: &str, hists: &[(String, MarginHist)]) -> Resu
         path,
         &Chart {
             title: title.into(),
-            x_label: "latency / relative deadline (1 = deadline)".into(),
+            x_label: format!(
+                "latency / relative deadline (1 = deadline); service estimates: {}",
+                results::distinct(estimates.iter().map(String::as_str))
+            ),
             y_label: "fraction of tasks (dropped = never complete)".into(),
             x_log: false,
             y_log: false,
@@ -908,17 +945,22 @@ fn write_config(
     Ok(())
 }
 
-fn header(name: &str, size: &Size, out: &Path, ctx: &Ctx, what: &str) -> String {
+fn header(name: &str, size: &Size, out: &Path, ctx: &Ctx, points: &[Point], what: &str) -> String {
+    let estimates: Vec<String> = points.iter().map(|p| p.scenario.estimate.label()).collect();
     format!(
-        "# Experiment `{name}`\n\n{what}\n\nSize: {} s of training per learner ({} envs over \
-         ZeroMQ), episodes of {} measured tasks after {} warm-up tasks, {} held-out seeds per \
-         point ({}..); ± is the 95% interval over seeds (Student t).\n\nRegenerate: `{}`\n\n",
+        "# Experiment `{name}`\n\n{what}\n\nService estimates (what every policy, the \
+         deadlines D = A + F x estimate and EDF's admission test see): {}.\n\nSize: {} s of \
+         training per learner ({} envs over ZeroMQ), episodes of {} measured tasks after {} \
+         warm-up tasks, {} held-out seeds per point ({}..); ± is the 95% interval over seeds \
+         (Student t). {}\n\nRegenerate: `{}`\n\n",
+        results::distinct(estimates.iter().map(String::as_str)),
         size.train_s,
         size.envs,
         size.tasks.saturating_sub(size.warmup),
         size.warmup,
         size.eval_seeds,
         EVAL_SEED_BASE,
+        results::TAIL_NOTE,
         size.command(name, out, ctx.args.agents_config.as_deref())
     )
 }
@@ -1035,12 +1077,14 @@ fn hetero(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, hetero rack (pooled seeds)",
         &hists,
+        &points,
     )?;
     let mut md = header(
         "hetero",
         size,
         out,
         ctx,
+        &points,
         "The design's chapter 5.4 experiment 1-2: 2 fast : 3 slow nodes (fast = speed 1.0 x 4 \
          cores, slow = speed 0.2 x 16 cores). Po2 + FCFS on that rack, Po2 + FCFS on 5 fast nodes \
          offered the same task rate (ideal), Malcolm-Strict (IQN + CVaR + barrier reward, EDF \
@@ -1210,7 +1254,7 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
                 eval_p99_us: pr.p99_us,
             });
         }
-        let (m, g, p) = (MeanCi::of(&miss), MeanCi::of(&good), MeanCi::of(&p99));
+        let (m, g, p) = (MeanCi::of(&miss), MeanCi::of(&good), results::tail_ci(&p99));
         let late_f: Vec<f64> = late.iter().copied().filter(|v| v.is_finite()).collect();
         vrows.push(VariantRow {
             variant: name.into(),
@@ -1262,6 +1306,7 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Safety margin: latency / relative deadline (held-out seeds, pooled)",
         &kind_hists,
+        &points,
     )?;
     if agg_series.iter().any(|s| !s.points.is_empty()) {
         line_chart(
@@ -1281,6 +1326,7 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         size,
         out,
         ctx,
+        &points,
         "The design's chapter 5.5 ablation: Malcolm-Strict trained with the barrier reward, a \
          linear penalty (-latency, scaled) and a step reward (+1 on time, -100 on a miss), each \
          from several training seeds, on the `hetero` rack; evaluated greedily on held-out seeds.",
@@ -1292,15 +1338,14 @@ fn barrier_ablation(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
     for v in &vrows {
         let _ = writeln!(
             md,
-            "| {} | {} | {:.3}% ± {:.3} | {:.0} ± {:.0} | {:.1} ± {:.1} | {:.2}%, {:.2} | {:.2} | {:.2} | {:.2}% | {:.2}% |",
+            "| {} | {} | {:.3}% ± {:.3} | {:.0} ± {:.0} | {} | {:.2}%, {:.2} | {:.2} | {:.2} | {:.2}% | {:.2}% |",
             v.variant,
             v.learners,
             v.miss_rate * 100.0,
             v.miss_rate_ci95 * 100.0,
             v.goodput_per_s,
             v.goodput_ci95,
-            v.p99_us,
-            v.p99_ci95,
+            results::fmt_tail(v.p99_us, v.p99_ci95),
             v.late_training_miss_mean * 100.0,
             v.late_training_miss_std * 100.0,
             v.margin_median,
@@ -1419,6 +1464,7 @@ fn heavy_tail(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         size,
         out,
         ctx,
+        &points,
         &format!(
             "The design's chapter 5.4 experiment 2: the `heavy-tail` rack (16 fast nodes, bounded \
              Pareto service with x_m = 10 us, tight deadlines) at alpha 2.5 .. 1.1. Each learner is \
@@ -1509,6 +1555,7 @@ fn staleness(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         size,
         out,
         ctx,
+        &points,
         &format!(
             "The design's chapter 5.4 experiment 3: the `staleness` rack (16 fast nodes) with \
              heartbeats every 10 .. 1000 us. Malcolm-Strict is trained once at T_hb = \
@@ -1584,6 +1631,7 @@ fn load(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         size,
         out,
         ctx,
+        &points,
         &format!(
             "The design's chapter 6.5 experiment A: `homogeneous-16` (Poisson arrivals, bounded \
              Pareto alpha 1.5 service, tight deadlines) at load 0.4 .. 0.95. The learners are \
@@ -1727,12 +1775,14 @@ fn microburst(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, microburst rack (all classes, pooled seeds)",
         &hists,
+        &points,
     )?;
     let mut md = header(
         "microburst",
         size,
         out,
         ctx,
+        &points,
         &format!(
             "The design's chapter 6.5 experiment B: `microburst` (16 fast nodes at rho 0.6 plus \
              bursts of 128 short tasks with 10 us deadlines every 100 ms). For evaluation the \
@@ -1839,6 +1889,7 @@ fn cvar(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         size,
         out,
         ctx,
+        &points,
         "Malcolm-Strict on the `hetero` rack with the CVaR level of its action choice at 0.05, \
          0.10 (default) and 1.0 (the mean: risk-neutral), same training budget and seed.",
     );

@@ -379,7 +379,7 @@ fn env_cmd(a: EnvArgs) -> Result<()> {
             r.finished,
             r.miss_rate * 100.0,
             r.goodput_per_s,
-            r.latency.p99_ns as f64 / 1e3
+            r.latency.p99_ns / 1e3
         );
         if let Some(p) = &a.report {
             use std::io::Write;

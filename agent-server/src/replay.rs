@@ -208,10 +208,13 @@ pub fn counterfactual(
         .map(|t| TraceTask {
             arrival_ns: t.arrival_ns,
             origin: t.origin,
+            // The recording holds only what the env sent: the estimate. It replays as both
+            // the true service and the estimate.
             service_ns: t.service_estimate_ns,
             deadline_ns: t.deadline_ns,
             size_bytes: t.size_bytes,
             class: t.class,
+            estimate_ns: Some(t.service_estimate_ns),
         })
         .collect();
     if tasks.is_empty() {

@@ -298,7 +298,7 @@ pub fn train(
                             transitions_dropped: l.transitions_dropped,
                             miss_rate: r.miss_rate,
                             goodput_per_s: r.goodput_per_s,
-                            p99_us: r.latency.p99_ns as f64 / 1e3,
+                            p99_us: r.latency.p99_ns / 1e3,
                         })
                     }
                     Err(e) => EnvMsg::Failed(e),

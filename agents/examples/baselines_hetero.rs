@@ -24,7 +24,7 @@ fn main() {
             let r = run_policy(&mut sim, p, 1).unwrap();
             println!(
                 "{policy:>13} {disc} seed {seed}: miss {:.4} goodput {:.0}/s offered {:.0}/s steps {} p99 {:.1}us ({:.2}s)",
-                r.miss_rate, r.goodput_per_s, r.offered_per_s, r.steps, r.latency.p99_ns as f64 / 1e3, t.elapsed().as_secs_f64()
+                r.miss_rate, r.goodput_per_s, r.offered_per_s, r.steps, r.latency.p99_ns / 1e3, t.elapsed().as_secs_f64()
             );
         }
     }

@@ -1,6 +1,11 @@
 # The OMNeT++ simple modules (omnetpp/modules) as a shared library for opp_run, built only
 # where OMNeT++ is found: OMNETPP_ROOT (environment or -D), or opp_run on PATH.
 set(OMNETPP_ROOT "$ENV{OMNETPP_ROOT}" CACHE PATH "OMNeT++ installation (empty: look for opp_run on PATH)")
+# A later OMNETPP_ROOT in the environment wins over the cached value (a build directory
+# configured before OMNeT++ was installed picks it up on the next configure).
+if(NOT "$ENV{OMNETPP_ROOT}" STREQUAL "" AND NOT "$ENV{OMNETPP_ROOT}" STREQUAL "${OMNETPP_ROOT}")
+  set(OMNETPP_ROOT "$ENV{OMNETPP_ROOT}" CACHE PATH "OMNeT++ installation (empty: look for opp_run on PATH)" FORCE)
+endif()
 if(NOT OMNETPP_ROOT)
   find_program(OPP_RUN_ON_PATH opp_run NO_CACHE)
   if(OPP_RUN_ON_PATH)

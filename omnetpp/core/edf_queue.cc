@@ -4,20 +4,22 @@
 
 namespace malcolm {
 
-namespace {
 // std heap functions build a max-heap: "a after b" puts the earliest deadline on top; ties
-// break by task id so that runs are deterministic.
-bool laterDeadline(const Task& a, const Task& b)
+// break by task id so that runs are deterministic and independent of arrival interleavings.
+bool EdfReadyQueue::runsAfter(const Task& a, const Task& b)
 {
     if (a.deadlineNs != b.deadlineNs)
         return a.deadlineNs > b.deadlineNs;
     return a.id > b.id;
 }
+
+namespace {
+bool laterDeadline(const Task& a, const Task& b) { return EdfReadyQueue::runsAfter(a, b); }
 }  // namespace
 
 bool EdfReadyQueue::admit(const Task& task, uint64_t nowNs)
 {
-    if (task.deadlineNs < nowNs + task.remainingNs)  // slack < 0: it cannot finish in time
+    if (task.deadlineNs < nowNs + task.estRemainingNs)  // estimated slack < 0: cannot make it
         return false;
     push(task);
     return true;
@@ -47,7 +49,9 @@ bool EdfReadyQueue::shouldPreempt(uint64_t runningDeadlineNs) const
 {
     if (heap_.empty())
         return false;
-    return heap_.front().deadlineNs + preemptionThresholdNs_ < runningDeadlineNs;
+    uint64_t head = heap_.front().deadlineNs;
+    uint64_t bar = head > UINT64_MAX - preemptionThresholdNs_ ? UINT64_MAX : head + preemptionThresholdNs_;
+    return bar < runningDeadlineNs;
 }
 
 }  // namespace malcolm

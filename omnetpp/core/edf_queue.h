@@ -1,5 +1,6 @@
-// EDF ready queue (SPEC section 6): a min-heap by absolute deadline with early drop at
-// admission, lazy pruning of late tasks at the head, and a cooperative preemption test.
+// EDF ready queue (SPEC section 6): a min-heap by (absolute deadline, task id) -- the order
+// rack-sim's EdfQueue uses too -- with early drop at admission, lazy pruning of late tasks at
+// the head, and a cooperative preemption test.
 #pragma once
 
 #include <cstddef>
@@ -18,8 +19,8 @@ class EdfReadyQueue
     explicit EdfReadyQueue(uint64_t preemptionThresholdNs = kPreemptionThresholdNs)
         : preemptionThresholdNs_(preemptionThresholdNs) {}
 
-    // Admission with early drop: a task whose slack at `nowNs` is already negative
-    // (deadline < now + remaining) is refused (returns false) and never queued.
+    // Admission with early drop: a task whose estimated slack at `nowNs` is already negative
+    // (deadline < now + estimated work left) is refused (returns false) and never queued.
     bool admit(const Task& task, uint64_t nowNs);
     // Puts a task back without the admission test (a preempted task).
     void push(const Task& task);
@@ -35,12 +36,15 @@ class EdfReadyQueue
     Task pop();
 
     // Cooperative preemption: only when the head's deadline is earlier than the running
-    // task's by more than the threshold (avoids thrashing on near-equal deadlines).
+    // task's by more than the threshold (avoids thrashing on near-equal deadlines). Saturating:
+    // a head without a deadline (UINT64_MAX) never preempts.
     bool shouldPreempt(uint64_t runningDeadlineNs) const;
 
     uint64_t preemptionThresholdNs() const { return preemptionThresholdNs_; }
     // Unordered view, for the STH.
     const std::vector<Task>& tasks() const { return heap_; }
+    // The EDF order: true when `a` runs after `b` (later deadline, then higher task id).
+    static bool runsAfter(const Task& a, const Task& b);
 
   private:
     uint64_t preemptionThresholdNs_;

@@ -17,6 +17,11 @@ int16_t saturateI16(int64_t v)
     return static_cast<int16_t>(std::clamp<int64_t>(v, std::numeric_limits<int16_t>::min(), std::numeric_limits<int16_t>::max()));
 }
 
+double rhoOfTasks(uint64_t tasksInSystem, uint32_t cores)
+{
+    return static_cast<double>(tasksInSystem) / static_cast<double>(cores > 0 ? cores : 1);
+}
+
 uint16_t loadFactorFromRho(double rho)
 {
     if (std::isnan(rho) || rho <= 0.0)

@@ -26,6 +26,11 @@ class HeartbeatLengthError : public std::invalid_argument
 };
 
 int16_t saturateI16(int64_t v);
+// The heartbeat's load rho (SPEC section 4, one definition in both environments): the node's
+// tasks in system (ingress ring + ready queue + running) divided by its cores, at the
+// heartbeat's send time; 1.0 = one task per core. Mirrors rho_of_tasks in
+// proto/src/heartbeat.rs (golden vectors: proto/testdata/heartbeat_load.csv).
+double rhoOfTasks(uint64_t tasksInSystem, uint32_t cores);
 // rho -> rho x 1000 in a u16, rounded half away from zero; negative and NaN become 0.
 uint16_t loadFactorFromRho(double rho);
 
@@ -33,7 +38,7 @@ struct Heartbeat
 {
     uint8_t nodeId = 0;
     uint8_t flags = 0;
-    uint16_t loadFactor = 0;  // rho x 1000
+    uint16_t loadFactor = 0;  // rho x 1000, rho = rhoOfTasks(tasks in system, cores)
     int16_t slackP10Us = 0;
     int16_t slackP50Us = 0;
     uint32_t queueLen = 0;

@@ -123,7 +123,7 @@ pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, con
         p->set_task_id(t.id);
         p->set_origin(t.origin);
         p->set_size_bytes(t.sizeBytes);
-        p->set_service_estimate_ns(t.serviceRefNs);
+        p->set_service_estimate_ns(t.estimateNs);  // the estimate only: the true time never leaves the env
         p->set_deadline_ns(t.deadlineNs);
         p->set_arrival_ns(t.arrivalNs);
         p->set_class_(t.taskClass);

@@ -19,13 +19,20 @@ NodeScheduler::NodeScheduler(const NodeSchedulerConfig& config)
 
 uint64_t NodeScheduler::workNsOnThisNode(uint64_t serviceRefNs) const
 {
-    return static_cast<uint64_t>(std::ceil(static_cast<double>(serviceRefNs) / config_.speed));
+    // ref / speed in double, rounded half away from zero, at least 1 ns (rack-sim's wall_ns).
+    if (config_.speed == 1.0)
+        return std::max<uint64_t>(1, serviceRefNs);
+    return std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(static_cast<double>(serviceRefNs) / config_.speed)));
 }
 
 void NodeScheduler::arrive(const Task& task)
 {
+    if (task.estimateNs == 0)
+        throw std::invalid_argument("NodeScheduler::arrive: task " + std::to_string(task.id) +
+                                    " has no service estimate (estimateNs == 0)");
     Task t = task;
     t.remainingNs = workNsOnThisNode(task.serviceRefNs);
+    t.estRemainingNs = workNsOnThisNode(task.estimateNs);
     t.preempted = false;
     ingress_.push_back(t);
 }
@@ -70,17 +77,27 @@ void NodeScheduler::psReschedule(uint64_t nowNs)
         psEndNs_ = kNever;
         return;
     }
-    double left = std::max(0.0, ps_.front().finishV - psV_) / psRate();
-    psEndNs_ = nowNs + static_cast<uint64_t>(std::ceil(left));
+    // The first whole nanosecond at which the task has all its work.
+    double left = (ps_.front().finishV - psV_) / psRate();
+    psEndNs_ = nowNs + static_cast<uint64_t>(std::ceil(std::max(0.0, left - kPsEpsilon)));
 }
 
-Task NodeScheduler::popReady()
+bool NodeScheduler::popRunnable(uint64_t nowNs, Task& task, std::vector<TaskOutcomeRecord>& out)
 {
-    if (config_.discipline == Discipline::Edf)
-        return edf_.pop();
-    Task t = fifo_.front();
-    fifo_.pop_front();
-    return t;
+    while (!readyEmpty()) {
+        if (config_.discipline == Discipline::Edf)
+            task = edf_.pop();
+        else {
+            task = fifo_.front();
+            fifo_.pop_front();
+        }
+        if (config_.pruneLateOn() && task.deadlineNs < nowNs) {
+            record(out, task, OutcomeKind::Dropped, nowNs);  // lazy pruning: late at the head
+            continue;
+        }
+        return true;
+    }
+    return false;
 }
 
 void NodeScheduler::record(std::vector<TaskOutcomeRecord>& out, const Task& task, OutcomeKind kind, uint64_t nowNs) const
@@ -93,29 +110,58 @@ void NodeScheduler::record(std::vector<TaskOutcomeRecord>& out, const Task& task
     out.push_back(r);
 }
 
+bool NodeScheduler::completeDue(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
+{
+    bool any = false;
+    if (config_.discipline == Discipline::ProcessorSharing) {
+        psAdvance(nowNs);
+        // Every task that has all its work (within the clock's float slack) completes.
+        while (!ps_.empty() && ps_.front().finishV <= psV_ + kPsEpsilon) {
+            std::pop_heap(ps_.begin(), ps_.end(), psLater);
+            Task t = ps_.back().task;
+            ps_.pop_back();
+            t.remainingNs = 0;
+            record(out, t, t.deadlineNs >= nowNs ? OutcomeKind::Completed : OutcomeKind::Missed, nowNs);
+            any = true;
+        }
+        if (ps_.empty())
+            psV_ = 0;  // an empty node restarts its clock: its rounding error stays one busy period's
+        return any;
+    }
+    for (Core& core : cores_) {
+        if (!core.busy || core.endNs > nowNs)
+            continue;
+        core.busy = false;
+        core.endNs = kNever;
+        busyAccumulatedNs_ += nowNs - core.busySinceNs;
+        core.task.remainingNs = 0;
+        record(out, core.task, core.task.deadlineNs >= nowNs ? OutcomeKind::Completed : OutcomeKind::Missed, nowNs);
+        any = true;
+    }
+    return any;
+}
+
 void NodeScheduler::poll(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
 {
-    if (config_.discipline == Discipline::ProcessorSharing)
-        psAdvance(nowNs);  // before the share changes
+    if (completeDue(nowNs, out))
+        dispatch(nowNs, out);  // as if the due timers had fired first
     for (size_t n = 0; n < config_.ingressBatch && !ingress_.empty(); n++) {
         Task t = ingress_.front();
         ingress_.pop_front();
-        if (config_.discipline == Discipline::Edf) {
-            if (!edf_.admit(t, nowNs))
-                record(out, t, OutcomeKind::Dropped, nowNs);  // early drop: cannot make it
+        if (config_.earlyDropOn() && t.deadlineNs < nowNs + t.estRemainingNs) {
+            record(out, t, OutcomeKind::Dropped, nowNs);  // early drop: cannot make it (estimate)
+            continue;
         }
-        else if (config_.discipline == Discipline::Fcfs) {
-            fifo_.push_back(t);  // baselines: no admission control
-        }
+        if (config_.discipline == Discipline::Edf)
+            edf_.push(t);
+        else if (config_.discipline == Discipline::Fcfs)
+            fifo_.push_back(t);
         else {
-            ps_.push_back({psV_ + double(t.remainingNs), ++psSeq_, t});
+            ps_.push_back({psV_ + double(t.remainingNs), psV_, ++psSeq_, t});
             std::push_heap(ps_.begin(), ps_.end(), psLater);
         }
     }
-    if (config_.discipline == Discipline::ProcessorSharing)
-        psReschedule(nowNs);
-    else
-        dispatch(nowNs, out);
+    dispatch(nowNs, out);
 }
 
 void NodeScheduler::onCoreTimer(int coreIndex, uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
@@ -123,26 +169,13 @@ void NodeScheduler::onCoreTimer(int coreIndex, uint64_t nowNs, std::vector<TaskO
     if (config_.discipline == Discipline::ProcessorSharing) {
         if (coreIndex != 0 || psEndNs_ != nowNs)
             throw std::logic_error("NodeScheduler::onCoreTimer: PS timer does not match");
-        psAdvance(nowNs);
-        // Every task whose work is done (within rounding of the ns clock) completes.
-        while (!ps_.empty() && ps_.front().finishV <= psV_ + 1.0) {
-            std::pop_heap(ps_.begin(), ps_.end(), psLater);
-            Task t = ps_.back().task;
-            ps_.pop_back();
-            t.remainingNs = 0;
-            record(out, t, t.deadlineNs >= nowNs ? OutcomeKind::Completed : OutcomeKind::Missed, nowNs);
-        }
-        psReschedule(nowNs);
-        return;
     }
-    Core& core = cores_.at(coreIndex);
-    if (!core.busy || core.endNs != nowNs)
-        throw std::logic_error("NodeScheduler::onCoreTimer: core timer does not match");
-    core.busy = false;
-    core.endNs = kNever;
-    busyAccumulatedNs_ += nowNs - core.busySinceNs;
-    core.task.remainingNs = 0;
-    record(out, core.task, core.task.deadlineNs >= nowNs ? OutcomeKind::Completed : OutcomeKind::Missed, nowNs);
+    else {
+        const Core& core = cores_.at(coreIndex);
+        if (!core.busy || core.endNs != nowNs)
+            throw std::logic_error("NodeScheduler::onCoreTimer: core timer does not match");
+    }
+    completeDue(nowNs, out);
     dispatch(nowNs, out);
 }
 
@@ -157,45 +190,54 @@ void NodeScheduler::startOnCore(Core& core, Task task, uint64_t nowNs, bool swit
     core.task = task;
     core.workStartNs = nowNs + cost;
     core.endNs = core.workStartNs + task.remainingNs;
+    core.estEndNs = core.workStartNs + task.estRemainingNs;
 }
 
 void NodeScheduler::dispatch(uint64_t nowNs, std::vector<TaskOutcomeRecord>& out)
 {
-    if (config_.discipline == Discipline::Edf) {
+    if (config_.discipline == Discipline::ProcessorSharing) {
+        psReschedule(nowNs);
+        return;
+    }
+    // Fill idle cores in index order.
+    for (Core& core : cores_) {
+        if (core.busy)
+            continue;
+        Task t;
+        if (!popRunnable(nowNs, t, out))
+            break;
+        startOnCore(core, t, nowNs, false);  // new or resumed: no switch cost
+    }
+    if (config_.discipline != Discipline::Edf || !config_.preemptOn())
+        return;
+    for (const Core& core : cores_)
+        if (!core.busy)
+            return;
+    // Cooperative preemption: the head displaces the running task last in EDF order (latest
+    // deadline, then highest id) when it is more than the threshold earlier.
+    for (;;) {
         std::vector<Task> late;
-        edf_.pruneLateHead(nowNs, late);  // lazy pruning: only what reaches the head
+        if (config_.pruneLateOn())
+            edf_.pruneLateHead(nowNs, late);
         for (const Task& t : late)
             record(out, t, OutcomeKind::Dropped, nowNs);
-    }
-    // Fill idle cores.
-    for (Core& core : cores_) {
-        if (readyEmpty())
-            break;
-        if (!core.busy) {
-            Task t = popReady();
-            startOnCore(core, t, nowNs, false);  // resuming costs nothing (rack-sim's model)
-        }
-    }
-    if (config_.discipline != Discipline::Edf)
-        return;
-    // Cooperative preemption: the head displaces the running task with the latest deadline
-    // when it is more than the threshold earlier.
-    while (!edf_.empty()) {
+        if (edf_.empty())
+            return;
         Core* victim = nullptr;
         for (Core& core : cores_)
-            if (core.busy && (!victim || core.task.deadlineNs > victim->task.deadlineNs))
+            if (!victim || EdfReadyQueue::runsAfter(core.task, victim->task))
                 victim = &core;
-        if (!victim || !edf_.shouldPreempt(victim->task.deadlineNs))
-            break;
+        if (!edf_.shouldPreempt(victim->task.deadlineNs))
+            return;
         Task displaced = victim->task;
         uint64_t done = nowNs > victim->workStartNs ? nowNs - victim->workStartNs : 0;
-        // At least 1 ns stays: a task whose timer fires at this very instant still completes
-        // through the queue rather than vanishing (as rack-sim does).
+        // Completions at `now` ran before this dispatch, so the victim has work left.
         displaced.remainingNs = std::max<uint64_t>(1, displaced.remainingNs - std::min(done, displaced.remainingNs));
+        displaced.estRemainingNs -= std::min(done, displaced.estRemainingNs);
         displaced.preempted = true;
+        Task next = edf_.pop();
         edf_.push(displaced);
         preemptions_++;
-        Task next = edf_.pop();
         startOnCore(*victim, next, nowNs, true);  // switching away from a running task
     }
 }
@@ -222,29 +264,41 @@ size_t NodeScheduler::queuedTasks() const
     return ingress_.size() + edf_.size() + fifo_.size() + ps_.size();
 }
 
+size_t NodeScheduler::tasksInSystem() const
+{
+    if (config_.discipline == Discipline::ProcessorSharing)
+        return ingress_.size() + ps_.size();
+    return queuedTasks() + static_cast<size_t>(busyCores());
+}
+
 SlackHistogram NodeScheduler::sth(uint64_t nowNs) const
 {
     SlackHistogram h;
-    auto add = [&](const Task& t, uint64_t remainingNs) {
-        h.add(slackUs(t.deadlineNs, nowNs, remainingNs), remainingNs / 1000);
+    uint64_t loadNs = 0;
+    auto add = [&](const Task& t, uint64_t estLeftNs) {
+        h.add(slackUs(t.deadlineNs, nowNs, estLeftNs), 0);
+        loadNs += estLeftNs;
     };
     for (const Task& t : ingress_)
-        add(t, t.remainingNs);
+        add(t, t.estRemainingNs);
     for (const Task& t : edf_.tasks())
-        add(t, t.remainingNs);
+        add(t, t.estRemainingNs);
     for (const Task& t : fifo_)
-        add(t, t.remainingNs);
-    for (const PsEntry& e : ps_) {
-        // Remaining work at the current share, as of nowNs.
+        add(t, t.estRemainingNs);
+    if (!ps_.empty()) {
+        // The clock advanced to nowNs at the current share, without mutating the node.
         double v = psV_ + (nowNs > psLastNs_ ? double(nowNs - psLastNs_) * psRate() : 0.0);
-        add(e.task, static_cast<uint64_t>(std::max(0.0, e.finishV - v)));
+        for (const PsEntry& e : ps_) {
+            double left = e.startV + double(e.task.estRemainingNs) - v;
+            add(e.task, static_cast<uint64_t>(std::max(0.0, left)));
+        }
     }
     for (const Core& c : cores_) {
         if (!c.busy)
             continue;
-        uint64_t left = c.endNs > nowNs ? c.endNs - nowNs : 0;
-        add(c.task, left);
+        add(c.task, c.estEndNs > nowNs ? c.estEndNs - nowNs : 0);
     }
+    h.setSumLoadUs(loadNs / 1000);  // floor of the sum, as rack-sim
     return h;
 }
 

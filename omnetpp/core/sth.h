@@ -35,6 +35,8 @@ class SlackHistogram
     // As carried on the wire: 0 when empty.
     int64_t minSlackOrZero() const { return totalTasks_ == 0 ? 0 : minSlackUs_; }
     uint64_t sumLoadUs() const { return sumLoadUs_; }
+    // Replaces the summed remaining work (a caller that sums nanoseconds and floors once).
+    void setSumLoadUs(uint64_t us) { sumLoadUs_ = us; }
     // Some queued task is already late (the heartbeat's PANIC flag).
     bool panic() const { return buckets_[0] > 0; }
 

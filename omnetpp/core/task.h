@@ -13,12 +13,15 @@ struct Task
     uint32_t sizeBytes = 0;
     uint64_t arrivalNs = 0;    // arrival at the origin
     uint64_t deadlineNs = 0;   // absolute
-    uint64_t serviceRefNs = 0; // service time on a reference (speed 1.0) core
+    uint64_t serviceRefNs = 0; // true service time on a reference (speed 1.0) core: drives the core only
+    uint64_t estimateNs = 0;   // service estimate on a reference core: what policies and admission see (>= 1)
     uint32_t taskClass = 0;    // 0 regular, 1 micro-burst
     uint64_t decidedAtStep = 0;
     uint64_t decidedInEpisode = 0;
-    // Work left on the node that holds the task, at that node's speed (set at admission).
+    // Work left on the node that holds the task, at that node's speed (set on arrival): the
+    // true work, and the estimated work (what the admission test and the STH use).
     uint64_t remainingNs = 0;
+    uint64_t estRemainingNs = 0;
     // Ran before and was preempted: resuming it costs a context switch.
     bool preempted = false;
 };

@@ -53,7 +53,7 @@ std::vector<TraceTask> readTaskTrace(std::istream& in, const std::string& name)
             for (const char *c : required)
                 if (!column.count(c))
                     throw TraceFormatError(where + ": header lacks column '" + c +
-                                           "' (need arrival_ns,origin,service_ns,deadline_ns,size_bytes[,class])");
+                                           "' (need arrival_ns,origin,service_ns,deadline_ns,size_bytes[,class][,estimate_ns])");
             header = false;
             continue;
         }
@@ -71,6 +71,11 @@ std::vector<TraceTask> readTaskTrace(std::istream& in, const std::string& name)
         t.deadlineNs = toU64(fields[column["deadline_ns"]], where);
         if (column.count("class"))
             t.taskClass = static_cast<uint32_t>(toU64(fields[column["class"]], where));
+        if (column.count("estimate_ns")) {
+            t.estimateNs = toU64(fields[column["estimate_ns"]], where);
+            if (t.estimateNs == 0)
+                throw TraceFormatError(where + ": estimate_ns must be >= 1");
+        }
         tasks.push_back(t);
     }
     if (header)

@@ -1,6 +1,7 @@
 // Task-trace CSV (recorded workloads replayed as input), the format rack-sim reads:
 // a header naming the columns arrival_ns, origin, service_ns, deadline_ns, size_bytes and
-// optionally class, in any order; one task per line; '#' lines and blank lines ignored.
+// optionally class and estimate_ns (a recorded service estimate), in any order; one task per
+// line; '#' lines and blank lines ignored.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,7 @@ struct TraceTask
     uint64_t deadlineNs = 0;
     uint32_t sizeBytes = 0;
     uint32_t taskClass = 0;
+    uint64_t estimateNs = 0;  // 0: none recorded (the scenario's estimate model makes one)
 };
 
 class TraceFormatError : public std::runtime_error

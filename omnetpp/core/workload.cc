@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 #include <stdexcept>
 
 namespace malcolm {
@@ -17,6 +18,42 @@ ServiceLaw::Kind ServiceLaw::parseKind(const std::string& name)
     if (name == "bimodal")
         return Kind::Bimodal;
     throw std::invalid_argument("unknown service law '" + name + "' (exponential, pareto, lognormal, bimodal)");
+}
+
+ServiceEstimate::Kind ServiceEstimate::parseKind(const std::string& name)
+{
+    if (name == "exact")
+        return Kind::Exact;
+    if (name == "class_mean")
+        return Kind::ClassMean;
+    if (name == "noisy")
+        return Kind::Noisy;
+    throw std::invalid_argument("unknown service estimate '" + name + "' (exact, class_mean, noisy)");
+}
+
+uint64_t ServiceEstimate::estimateNs(uint64_t serviceNs, double classMeanNs, double z) const
+{
+    double x = 0;
+    switch (kind) {
+        case Kind::Exact: return serviceNs;
+        case Kind::ClassMean: x = classMeanNs < 0 ? double(serviceNs) : classMeanNs; break;
+        case Kind::Noisy: x = double(serviceNs) * std::exp(sigma * z); break;
+    }
+    return std::max<uint64_t>(1, static_cast<uint64_t>(x + 0.5));
+}
+
+std::string ServiceEstimate::label() const
+{
+    switch (kind) {
+        case Kind::Exact: return "exact";
+        case Kind::ClassMean: return "class_mean";
+        case Kind::Noisy: {
+            std::ostringstream s;
+            s << "noisy(sigma=" << sigma << ")";
+            return s.str();
+        }
+    }
+    return "noisy";
 }
 
 double exponentialInverse(double meanUs, double u)

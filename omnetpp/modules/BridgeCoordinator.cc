@@ -10,6 +10,7 @@
 #include "RoCEv2Nic.h"
 #include "SimTime.h"
 #include "TorSwitch.h"
+#include "workload.h"
 
 namespace malcolm {
 
@@ -115,6 +116,16 @@ void BridgeCoordinator::connectAgent()
     cModule *app0 = apps_[0];
     for (const char *p : {"rho", "serviceLaw", "paretoAlpha", "deadlineFactor", "heartbeatInterval", "microburstPeriod"})
         params.emplace_back(p, app0->par(p).str());
+    // The estimate model, labelled as rack-sim labels it ("noisy(sigma=0.5)", "exact", ...).
+    ServiceEstimate est;
+    try {
+        est.kind = ServiceEstimate::parseKind(app0->par("estimate").stdstringValue());
+    }
+    catch (const std::exception& e) {
+        throw cRuntimeError("%s", e.what());
+    }
+    est.sigma = app0->par("estimateSigma").doubleValue();
+    params.emplace_back("service_estimate", est.label());
     params.emplace_back("run", std::to_string(getEnvir()->getConfigEx()->getActiveRunNumber()));
     // The run's seed set (from the ini's seed-set / repetition): reproduces the run.
     uint64_t seed = std::strtoull(getEnvir()->getConfigEx()->getVariable(CFGVAR_SEEDSET), nullptr, 10);

@@ -111,6 +111,7 @@ void EdfScheduler::handleMessage(cMessage *msg)
         t.arrivalNs = tm->getArrivalNs();
         t.deadlineNs = tm->getDeadlineNs();
         t.serviceRefNs = tm->getServiceNs();
+        t.estimateNs = tm->getEstimateNs();
         t.taskClass = tm->getTaskClass();
         t.decidedAtStep = tm->getDecidedAtStep();
         t.decidedInEpisode = tm->getDecidedInEpisode();

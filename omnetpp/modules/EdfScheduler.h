@@ -23,6 +23,7 @@ class EdfScheduler : public cSimpleModule
     // For the app and the coordinator (direct calls; all pure reads).
     SlackHistogram sth() const;
     int busyCores() const { return model_->busyCores(); }
+    size_t tasksInSystem() const { return model_->tasksInSystem(); }
     uint64_t busyNs() const;
     const NodeSchedulerConfig& config() const { return model_->config(); }
     NodeSpecInfo spec() const;

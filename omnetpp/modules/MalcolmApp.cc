@@ -1,6 +1,7 @@
 #include "MalcolmApp.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -16,6 +17,9 @@ namespace malcolm {
 Define_Module(MalcolmApp);
 
 namespace {
+// Module-local RNG of the service estimates (the arrivals and services use RNG 0).
+constexpr int kEstimateRng = 1;
+
 std::vector<std::string> splitCsv(const std::string& line)
 {
     std::vector<std::string> out;
@@ -70,6 +74,36 @@ void MalcolmApp::readServiceLaw()
         throw cRuntimeError("service law %s has no positive mean", par("serviceLaw").stringValue());
 }
 
+void MalcolmApp::readServiceEstimate()
+{
+    try {
+        estimate_.kind = ServiceEstimate::parseKind(par("estimate").stdstringValue());
+    }
+    catch (const std::exception& e) {
+        throw cRuntimeError("%s", e.what());
+    }
+    estimate_.sigma = par("estimateSigma").doubleValue();
+    if (!(estimate_.sigma >= 0) || !std::isfinite(estimate_.sigma))
+        throw cRuntimeError("estimateSigma must be >= 0, got %g", estimate_.sigma);
+    // The estimates draw from their own stream (module-local RNG 1): a run's arrivals and
+    // services do not depend on the estimate model.
+    try {
+        getRNG(kEstimateRng);
+    }
+    catch (const std::exception& e) {
+        throw cRuntimeError("MalcolmApp draws service estimates from its RNG %d: set num-rngs = 2 (or more) in the "
+                            "ini (%s)", kEstimateRng, e.what());
+    }
+}
+
+uint64_t MalcolmApp::estimateOf(uint32_t taskClass, uint64_t serviceNs)
+{
+    auto it = classMeanNs_.find(taskClass);
+    double mean = it == classMeanNs_.end() ? -1.0 : it->second;
+    double z = estimate_.kind == ServiceEstimate::Kind::Noisy ? normal(0.0, 1.0, kEstimateRng) : 0.0;
+    return estimate_.estimateNs(serviceNs, mean, z);
+}
+
 void MalcolmApp::initialize(int stage)
 {
     if (stage == 0) {
@@ -78,6 +112,8 @@ void MalcolmApp::initialize(int stage)
         if (numNodes_ < 2 || numNodes_ > 256 || nodeId_ < 0 || nodeId_ >= numNodes_)
             throw cRuntimeError("need 2 <= numNodes <= 256 and 0 <= nodeId < numNodes");
         readServiceLaw();
+        readServiceEstimate();
+        classMeanNs_[0] = law_.expectedUs() * 1000.0;
         deadlineFactor_ = par("deadlineFactor").doubleValue();
         if (!(deadlineFactor_ > 0))
             throw cRuntimeError("deadlineFactor must be > 0");
@@ -130,6 +166,8 @@ void MalcolmApp::initialize(int stage)
     microburstSize_ = par("microburstSize").intValue();
     microburstServiceNs_ = toNs(par("microburstService"));
     microburstDeadlineNs_ = toNs(par("microburstDeadline"));
+    if (microburstPeriod_ > SIMTIME_ZERO)
+        classMeanNs_[1] = double(microburstServiceNs_);
     if (microburstPeriod_ < SIMTIME_ZERO || microburstSize_ < 0 || microburstServiceNs_ == 0 || microburstDeadlineNs_ == 0)
         throw cRuntimeError("micro-bursts need microburstPeriod >= 0, microburstSize >= 0 and positive service and deadline");
     if (microburstPeriod_ > SIMTIME_ZERO)
@@ -174,16 +212,24 @@ void MalcolmApp::loadTrace(const std::string& path)
     std::ifstream in(path);
     if (!in)
         throw cRuntimeError("cannot open taskTraceFile '%s'", path.c_str());
+    std::map<uint32_t, std::pair<double, uint64_t>> sums;  // per class: service sum, count
     try {
-        for (const TraceTask& t : readTaskTrace(in, path))
+        for (const TraceTask& t : readTaskTrace(in, path)) {
             if (t.origin == static_cast<uint32_t>(nodeId_))
                 trace_.push_back(t);
             else if (t.origin >= static_cast<uint32_t>(numNodes_))
                 throw cRuntimeError("%s: task origin %u but the rack has %d nodes", path.c_str(), t.origin, numNodes_);
+            sums[t.taskClass].first += double(t.serviceNs);
+            sums[t.taskClass].second++;
+        }
     }
     catch (const TraceFormatError& e) {
         throw cRuntimeError("%s", e.what());
     }
+    // Replayed tasks: class-mean estimates use the whole trace's per-class means (as rack-sim).
+    classMeanNs_.clear();
+    for (const auto& [c, s] : sums)
+        classMeanNs_[c] = s.first / double(s.second);
 }
 
 void MalcolmApp::handleMessage(cMessage *msg)
@@ -196,15 +242,20 @@ void MalcolmApp::handleMessage(cMessage *msg)
         case KIND_ARRIVAL:
             if (useTrace_) {
                 const TraceTask& r = trace_[traceNext_++];
-                generateTask(r.serviceNs, r.deadlineNs, r.sizeBytes, r.taskClass);
+                // A recorded estimate is used as is; the trace's deadline is the promise made.
+                uint64_t est = r.estimateNs > 0 ? r.estimateNs : estimateOf(r.taskClass, r.serviceNs);
+                generateTask(r.serviceNs, est, r.deadlineNs, r.sizeBytes, r.taskClass);
                 if (traceNext_ < trace_.size())
                     scheduleAt(std::max(simTime(), fromNs(trace_[traceNext_].arrivalNs)), arrivalTimer_);
             }
             else {
                 uint64_t serviceNs = static_cast<uint64_t>(std::llround(law_.sampleUs(uniform(0, 1), uniform(0, 1)) * 1000.0));
                 serviceNs = std::max<uint64_t>(serviceNs, 1);
-                uint64_t deadlineNs = nowNs() + static_cast<uint64_t>(std::llround(deadlineFactor_ * serviceNs));
-                generateTask(serviceNs, deadlineNs, static_cast<uint32_t>(par("taskBytes").intValue()), 0);
+                // D = A + F x estimate: the client promises from what it knows (the true time
+                // would leak through (D - A) / F).
+                uint64_t est = estimateOf(0, serviceNs);
+                uint64_t deadlineNs = nowNs() + static_cast<uint64_t>(std::llround(deadlineFactor_ * double(est)));
+                generateTask(serviceNs, est, deadlineNs, static_cast<uint32_t>(par("taskBytes").intValue()), 0);
                 simtime_t next = simTime() + exponential(1.0 / arrivalRatePerS_);
                 if (stopTime_ < SIMTIME_ZERO || next <= stopTime_)
                     scheduleAt(next, arrivalTimer_);
@@ -213,7 +264,8 @@ void MalcolmApp::handleMessage(cMessage *msg)
         case KIND_MICROBURST: {
             uint64_t deadlineNs = nowNs() + microburstDeadlineNs_;
             for (int i = 0; i < microburstSize_; i++)
-                generateTask(microburstServiceNs_, deadlineNs, static_cast<uint32_t>(par("taskBytes").intValue()), 1);
+                generateTask(microburstServiceNs_, estimateOf(1, microburstServiceNs_), deadlineNs,
+                             static_cast<uint32_t>(par("taskBytes").intValue()), 1);
             simtime_t next = simTime() + microburstPeriod_;
             if (stopTime_ < SIMTIME_ZERO || next <= stopTime_)
                 scheduleAt(next, microburstTimer_);
@@ -240,6 +292,7 @@ void MalcolmApp::handleMessage(cMessage *msg)
             t.arrivalNs = tm->getArrivalNs();
             t.deadlineNs = tm->getDeadlineNs();
             t.serviceRefNs = tm->getServiceNs();
+            t.estimateNs = tm->getEstimateNs();
             t.taskClass = tm->getTaskClass();
             t.decidedAtStep = tm->getDecidedAtStep();
             t.decidedInEpisode = tm->getDecidedInEpisode();
@@ -253,7 +306,8 @@ void MalcolmApp::handleMessage(cMessage *msg)
     }
 }
 
-void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t deadlineNs, uint32_t sizeBytes, uint32_t taskClass)
+void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t estimateNs, uint64_t deadlineNs, uint32_t sizeBytes,
+                              uint32_t taskClass)
 {
     Task t;
     t.id = (static_cast<uint64_t>(nodeId_) << 40) | nextTaskSeq_++;
@@ -262,6 +316,7 @@ void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t deadlineNs, uint32_t 
     t.arrivalNs = nowNs();
     t.deadlineNs = deadlineNs;
     t.serviceRefNs = serviceNs;
+    t.estimateNs = estimateNs;
     t.taskClass = taskClass;
     emit(taskGeneratedSignal_, 1L);
     // The decision reads this node's GST: record how stale it is on average.
@@ -279,18 +334,14 @@ void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t deadlineNs, uint32_t 
 
 Heartbeat MalcolmApp::currentHeartbeat() const
 {
-    return Heartbeat::fromSth(static_cast<uint8_t>(nodeId_), scheduler_->sth(), lastRho_, scheduler_->busyCores() > 0,
+    // rho: tasks in system (queued + running) per core, now (SPEC section 4).
+    double rho = rhoOfTasks(scheduler_->tasksInSystem(), static_cast<uint32_t>(scheduler_->config().cores));
+    return Heartbeat::fromSth(static_cast<uint8_t>(nodeId_), scheduler_->sth(), rho, scheduler_->busyCores() > 0,
                               static_cast<uint32_t>(coordinator_->policyVersion()));
 }
 
 void MalcolmApp::sendHeartbeats()
 {
-    // rho: share of this node's core time busy since the previous heartbeat.
-    uint64_t busy = scheduler_->busyNs();
-    double window = (simTime() - lastHeartbeatTime_).dbl() * 1e9 * scheduler_->config().cores;
-    lastRho_ = window > 0 ? (busy - busyAtLastHeartbeat_) / window : 0.0;
-    busyAtLastHeartbeat_ = busy;
-    lastHeartbeatTime_ = simTime();
     HeartbeatBytes bytes = currentHeartbeat().encode();
     gst_[nodeId_] = bytes;
     gstReceivedAt_[nodeId_] = simTime();
@@ -392,6 +443,7 @@ void MalcolmApp::receiveWrite(RoceFrame *f)
             t.arrivalNs = f->getTaskArrivalNs();
             t.deadlineNs = f->getTaskDeadlineNs();
             t.serviceRefNs = f->getTaskServiceNs();
+            t.estimateNs = f->getTaskEstimateNs();
             t.taskClass = f->getTaskClass();
             t.decidedAtStep = f->getTaskDecidedAtStep();
             t.decidedInEpisode = f->getTaskDecidedInEpisode();
@@ -429,6 +481,7 @@ void MalcolmApp::dispatch(const Task& task, uint32_t target, uint64_t holdNs)
         tm->setArrivalNs(task.arrivalNs);
         tm->setDeadlineNs(task.deadlineNs);
         tm->setServiceNs(task.serviceRefNs);
+        tm->setEstimateNs(task.estimateNs);
         tm->setTaskClass(task.taskClass);
         tm->setDecidedAtStep(task.decidedAtStep);
         tm->setDecidedInEpisode(task.decidedInEpisode);
@@ -451,6 +504,7 @@ void MalcolmApp::dispatch(const Task& task, uint32_t target, uint64_t holdNs)
     f->setTaskArrivalNs(task.arrivalNs);
     f->setTaskDeadlineNs(task.deadlineNs);
     f->setTaskServiceNs(task.serviceRefNs);
+    f->setTaskEstimateNs(task.estimateNs);
     f->setTaskClass(task.taskClass);
     f->setTaskDecidedAtStep(task.decidedAtStep);
     f->setTaskDecidedInEpisode(task.decidedInEpisode);
@@ -466,6 +520,7 @@ void MalcolmApp::sendToScheduler(const Task& t, uint32_t)
     tm->setArrivalNs(t.arrivalNs);
     tm->setDeadlineNs(t.deadlineNs);
     tm->setServiceNs(t.serviceRefNs);
+    tm->setEstimateNs(t.estimateNs);
     tm->setTaskClass(t.taskClass);
     tm->setDecidedAtStep(t.decidedAtStep);
     tm->setDecidedInEpisode(t.decidedInEpisode);

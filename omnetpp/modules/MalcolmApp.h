@@ -1,6 +1,7 @@
 // The application of one server (see MalcolmApp.ned): workload, heartbeats/GST, dispatch.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,8 @@ class MalcolmApp : public cSimpleModule
     void gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs) const;
     // Decoded view for local policies (own entry fresh).
     std::vector<Heartbeat> gstView() const;
-    // The heartbeat this node would send now (rho: core utilisation over the last heartbeat
-    // interval).
+    // The heartbeat this node would send now (rho: tasks in system / cores at this instant,
+    // SPEC section 4, the same definition as rack-sim's).
     Heartbeat currentHeartbeat() const;
     int nodeId() const { return nodeId_; }
 
@@ -46,9 +47,13 @@ class MalcolmApp : public cSimpleModule
 
   private:
     void readServiceLaw();
+    void readServiceEstimate();
+    // The estimate of a task of `taskClass` with true service `serviceNs` (own RNG stream).
+    uint64_t estimateOf(uint32_t taskClass, uint64_t serviceNs);
     void loadTrace(const std::string& path);
     void scheduleNextArrival();
-    void generateTask(uint64_t serviceNs, uint64_t deadlineNs, uint32_t sizeBytes, uint32_t taskClass);
+    void generateTask(uint64_t serviceNs, uint64_t estimateNs, uint64_t deadlineNs, uint32_t sizeBytes,
+                      uint32_t taskClass);
     void sendHeartbeats();
     void sendBulk();
     void sendGoldenVectors();
@@ -58,6 +63,10 @@ class MalcolmApp : public cSimpleModule
     int nodeId_ = 0, numNodes_ = 0;
     uint64_t nextTaskSeq_ = 0;
     ServiceLaw law_;
+    ServiceEstimate estimate_;
+    // Mean true service per class, ns (class-mean estimates): the law's mean for class 0, the
+    // micro-burst service for class 1, a trace's own per-class means for replayed tasks.
+    std::map<uint32_t, double> classMeanNs_;
     double deadlineFactor_ = 3;
     double arrivalRatePerS_ = 0;  // this node's Poisson rate
     simtime_t stopTime_;
@@ -66,9 +75,6 @@ class MalcolmApp : public cSimpleModule
     bool useTrace_ = false;
     int dataPriority_ = 3, hbPriority_ = 6;
     simtime_t heartbeatInterval_;
-    uint64_t busyAtLastHeartbeat_ = 0;
-    simtime_t lastHeartbeatTime_;
-    double lastRho_ = 0;
     int bulkTarget_ = -1, bulkCount_ = -1, bulkSent_ = 0;
     uint32_t bulkBytes_ = 0;
     simtime_t bulkInterval_, microburstPeriod_;

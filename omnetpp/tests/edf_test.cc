@@ -11,6 +11,7 @@ Task task(uint64_t id, uint64_t deadlineNs, uint64_t remainingNs = 1000)
     t.id = id;
     t.deadlineNs = deadlineNs;
     t.remainingNs = remainingNs;
+    t.estRemainingNs = remainingNs;
     return t;
 }
 }  // namespace
@@ -33,6 +34,13 @@ TEST(EdfReadyQueue, EarlyDropAtAdmissionWhenSlackNegative)
     EXPECT_TRUE(q.admit(task(1, 15000, 5000), 10000));
     EXPECT_FALSE(q.admit(task(2, 14999, 5000), 10000));
     EXPECT_EQ(q.size(), 1u);
+    // The test reads the estimate, not the true work: the queue does not know the latter.
+    Task t = task(3, 15000, 5000);
+    t.remainingNs = 50000;
+    EXPECT_TRUE(q.admit(t, 10000));
+    t.estRemainingNs = 5001;
+    t.remainingNs = 1;
+    EXPECT_FALSE(q.admit(t, 10000));
 }
 
 TEST(EdfReadyQueue, PreemptionOnlyBeyondThreshold)
@@ -45,6 +53,10 @@ TEST(EdfReadyQueue, PreemptionOnlyBeyondThreshold)
     q.push(task(2, 94999));
     EXPECT_TRUE(q.shouldPreempt(100000));
     EXPECT_FALSE(q.shouldPreempt(90000));   // later than the running one
+    // No deadline: the saturating threshold never preempts, even a running task without one.
+    q.pop();
+    q.push(task(3, UINT64_MAX - 10));
+    EXPECT_FALSE(q.shouldPreempt(UINT64_MAX));
 }
 
 TEST(EdfReadyQueue, LazyPruningOnlyAtTheHead)

@@ -7,6 +7,7 @@
 #include "csv.h"
 #include "heartbeat.h"
 #include "sth.h"
+#include "workload.h"
 
 using namespace malcolm;
 
@@ -86,6 +87,36 @@ TEST(GoldenVectors, SthPercentiles)
         EXPECT_EQ(std::to_string(hb.slackP50Us), r[7]);
         EXPECT_EQ(hb.panic(), h.panic());
     }
+}
+
+TEST(GoldenVectors, HeartbeatLoadIsTasksInSystemPerCore)
+{
+    auto rows = test::readRows("heartbeat_load.csv");
+    ASSERT_GE(rows.size(), 9u);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.size(), 3u);
+        uint64_t tasks = std::stoull(r[0]);
+        uint32_t cores = static_cast<uint32_t>(std::stoul(r[1]));
+        EXPECT_EQ(loadFactorFromRho(rhoOfTasks(tasks, cores)), std::stoul(r[2])) << tasks << " tasks on " << cores << " cores";
+    }
+}
+
+TEST(GoldenVectors, ServiceEstimates)
+{
+    auto rows = test::readRows("estimate_vectors.csv");
+    ASSERT_GE(rows.size(), 10u);
+    for (const auto& r : rows) {
+        ASSERT_EQ(r.size(), 6u);
+        ServiceEstimate e;
+        e.kind = ServiceEstimate::parseKind(r[0]);
+        e.sigma = std::stod(r[1]);
+        double mean = r[3].empty() ? -1.0 : std::stod(r[3]);
+        EXPECT_EQ(e.estimateNs(std::stoull(r[2]), mean, std::stod(r[4])), std::stoull(r[5]))
+            << r[0] << " sigma " << r[1] << " service " << r[2] << " mean " << r[3] << " z " << r[4];
+    }
+    EXPECT_THROW(ServiceEstimate::parseKind("oracle"), std::invalid_argument);
+    ServiceEstimate d;
+    EXPECT_EQ(d.label(), "noisy(sigma=0.5)");  // the default, labelled as rack-sim labels it
 }
 
 TEST(Heartbeat, DecodeRejectsWrongLengths)

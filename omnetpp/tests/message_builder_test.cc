@@ -22,6 +22,7 @@ TEST(MessageBuilder, StepCarriesNodesGstTasksAndOutcomes)
     t.origin = 1;
     t.sizeBytes = 4096;
     t.serviceRefNs = 10000;
+    t.estimateNs = 12500;
     t.deadlineNs = 90000;
     t.arrivalNs = 60000;
     TaskOutcomeRecord done;
@@ -50,7 +51,8 @@ TEST(MessageBuilder, StepCarriesNodesGstTasksAndOutcomes)
     EXPECT_EQ(s.nodes(1).gst().age_ns(1), UINT64_MAX);
     ASSERT_EQ(s.tasks_size(), 1);
     EXPECT_EQ(s.tasks(0).task_id(), 42u);
-    EXPECT_EQ(s.tasks(0).service_estimate_ns(), 10000u);
+    // The estimate goes on the wire, never the true service time.
+    EXPECT_EQ(s.tasks(0).service_estimate_ns(), 12500u);
     ASSERT_EQ(s.outcomes_size(), 1);
     EXPECT_EQ(s.outcomes(0).kind(), pb::OUTCOME_KIND_MISSED);
     EXPECT_EQ(s.outcomes(0).latency_ns(), 35000u);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "heartbeat.h"
 #include "node_scheduler.h"
 
 using namespace malcolm;
@@ -14,6 +15,7 @@ Task task(uint64_t id, uint64_t arrivalNs, uint64_t serviceNs, uint64_t deadline
     t.id = id;
     t.arrivalNs = arrivalNs;
     t.serviceRefNs = serviceNs;
+    t.estimateNs = serviceNs;
     t.deadlineNs = deadlineNs;
     return t;
 }
@@ -196,4 +198,65 @@ TEST(NodeScheduler, EdfMeetsMoreDeadlinesThanFcfsOnTheSameWorkload)
     int edfMet = count(re, OutcomeKind::Completed), fcfsMet = count(rf, OutcomeKind::Completed);
     EXPECT_GT(edfMet, fcfsMet);
     EXPECT_EQ(edfMet, int(work.size()));
+}
+
+TEST(NodeScheduler, AdmissionAndHistogramSeeTheEstimate)
+{
+    NodeScheduler s(NodeSchedulerConfig{});
+    std::vector<TaskOutcomeRecord> out;
+    // True work 20 us, estimate 5 us, deadline 10 us: admitted, then finishes late.
+    Task a = task(1, 0, 20000, 10000);
+    a.estimateNs = 5000;
+    // True work 1 us, estimate 50 us, deadline 40 us: dropped although it would make it.
+    Task b = task(2, 0, 1000, 40000);
+    b.estimateNs = 50000;
+    s.arrive(a);
+    s.arrive(b);
+    s.poll(0, out);
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].task.id, 2u);
+    EXPECT_EQ(out[0].kind, OutcomeKind::Dropped);
+    SlackHistogram h = s.sth(1000);
+    EXPECT_EQ(h.minSlackUs(), 5);  // 10 us deadline - 5 us estimated end
+    EXPECT_EQ(h.sumLoadUs(), 4u);
+    EXPECT_EQ(s.sth(19500).minSlackUs(), -10);  // outlived its estimate: slack D - now
+    Task none = task(3, 0, 1000, 40000);
+    none.estimateNs = 0;
+    EXPECT_THROW(s.arrive(none), std::invalid_argument);
+}
+
+TEST(NodeScheduler, CompletionsAtAnInstantPrecedeItsAdmissions)
+{
+    // Both cores end at 10 us; an urgent task polled at 10 us before the timers fire must
+    // find both cores free (no preemption of an ending task, no switch cost).
+    NodeSchedulerConfig c;
+    c.cores = 2;
+    NodeScheduler s(c);
+    std::vector<TaskOutcomeRecord> out;
+    s.arrive(task(0, 0, 10000, 500000));
+    s.arrive(task(1, 0, 10000, 400000));
+    s.poll(0, out);
+    s.arrive(task(2, 10000, 5000, 300000));
+    s.poll(10000, out);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(s.preemptions(), 0u);
+    EXPECT_EQ(s.coreTimerNs(0), 15000u);
+    EXPECT_EQ(s.coreTimerNs(1), kNever);
+    EXPECT_EQ(s.tasksInSystem(), 1u);
+}
+
+TEST(NodeScheduler, TasksInSystemCountsIngressReadyAndRunning)
+{
+    NodeSchedulerConfig c;
+    c.cores = 2;
+    c.ingressBatch = 3;
+    NodeScheduler s(c);
+    for (uint64_t i = 0; i < 5; i++)
+        s.arrive(task(i, 0, 1000, 1000000));
+    EXPECT_EQ(s.tasksInSystem(), 5u);
+    std::vector<TaskOutcomeRecord> out;
+    s.poll(0, out);  // 3 admitted: 2 running, 1 ready; 2 in the ring
+    EXPECT_EQ(s.busyCores(), 2);
+    EXPECT_EQ(s.tasksInSystem(), 5u);
+    EXPECT_EQ(loadFactorFromRho(rhoOfTasks(s.tasksInSystem(), 2)), 2500);
 }

@@ -28,6 +28,12 @@ TEST(TaskTrace, ReadsRackSimFormatInAnyColumnOrder)
     EXPECT_EQ(r[0].arrivalNs, 7u);
     EXPECT_EQ(r[0].sizeBytes, 64u);
     EXPECT_EQ(r[0].taskClass, 0u);
+    EXPECT_EQ(r[0].estimateNs, 0u);  // none recorded
+
+    std::istringstream estimated("arrival_ns,origin,service_ns,deadline_ns,size_bytes,estimate_ns\n5,0,3000,9000,0,2500\n");
+    EXPECT_EQ(readTaskTrace(estimated, "c.csv").at(0).estimateNs, 2500u);
+    std::istringstream zero("arrival_ns,origin,service_ns,deadline_ns,size_bytes,estimate_ns\n5,0,3000,9000,0,0\n");
+    EXPECT_THROW(readTaskTrace(zero, "d.csv"), TraceFormatError);
 }
 
 TEST(TaskTrace, RejectsBadInput)

@@ -17,7 +17,7 @@ pub const FLAG_IDLE: u8 = 0x02;
 pub struct Heartbeat {
     pub node_id: u8,
     pub flags: u8,
-    /// rho x 1000.
+    /// rho x 1000, rho = tasks in system / cores ([`rho_of_tasks`]).
     pub load_factor: u16,
     pub slack_p10_us: i16,
     pub slack_p50_us: i16,
@@ -35,6 +35,14 @@ pub enum HeartbeatError {
 /// Saturating conversion of an i64 slack (us) to the wire's i16.
 pub fn saturate_i16(v: i64) -> i16 {
     v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
+}
+
+/// The heartbeat's load rho (SPEC section 4, one definition for both environments): the
+/// node's tasks in system (ingress ring + ready queue + running) divided by its cores, at the
+/// heartbeat's send time. 1.0 = one task per core. Mirrored by `rhoOfTasks` in
+/// `omnetpp/core/heartbeat.h`; golden vectors in `proto/testdata/heartbeat_load.csv`.
+pub fn rho_of_tasks(tasks_in_system: u64, cores: u32) -> f64 {
+    tasks_in_system as f64 / cores.max(1) as f64
 }
 
 /// Saturating conversion of a load factor rho to rho x 1000 in a u16 (rounded half away from

@@ -1,6 +1,6 @@
 //! The shared golden vectors in proto/testdata/, read the same way the C++ tests read them.
 
-use malcolm_proto::heartbeat::{load_factor_from_rho, Heartbeat, HEARTBEAT_LEN};
+use malcolm_proto::heartbeat::{load_factor_from_rho, rho_of_tasks, Heartbeat, HEARTBEAT_LEN};
 use malcolm_proto::{bucket_of, testdata_dir, SlackHistogram};
 
 fn rows(file: &str) -> Vec<csv::StringRecord> {
@@ -77,5 +77,19 @@ fn sth_percentile_vectors() {
         assert_eq!(hb.slack_p10_us.to_string(), &row[6]);
         assert_eq!(hb.slack_p50_us.to_string(), &row[7]);
         assert_eq!(hb.panic(), h.panic());
+    }
+}
+
+#[test]
+fn heartbeat_load_is_tasks_in_system_per_core() {
+    for row in rows("heartbeat_load.csv") {
+        let tasks: u64 = row[0].parse().unwrap();
+        let cores: u32 = row[1].parse().unwrap();
+        let want: u16 = row[2].parse().unwrap();
+        assert_eq!(
+            load_factor_from_rho(rho_of_tasks(tasks, cores)),
+            want,
+            "{tasks} tasks on {cores} cores"
+        );
     }
 }

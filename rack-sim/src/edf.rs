@@ -1,32 +1,41 @@
-//! The EDF ready queue: a min-heap of jobs by absolute deadline, FIFO among equal deadlines.
+//! The EDF ready queue: a min-heap of jobs by absolute deadline, ties broken by task id (the
+//! rule omnetpp/core/edf_queue.cc follows too, checked by the shared task-trace vectors).
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// A job as a node sees it: a handle into the simulator's task table, its absolute deadline
-/// and the work left, in nanoseconds of wall time on this node (service / speed).
+/// A job as a node sees it: a handle into the simulator's task table, the task's id, its
+/// absolute deadline, and the work left in nanoseconds of wall time on this node (service /
+/// speed), both the true work (drives the core) and the estimated work (what the node's
+/// admission test and slack histogram see; the node does not know the true work).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Job {
     pub handle: u32,
+    /// Task id: breaks ties between equal deadlines.
+    pub id: u64,
     pub deadline: u64,
     pub work_ns: u64,
+    pub est_ns: u64,
+}
+
+impl Job {
+    /// The EDF order: earliest deadline first, then the lower task id.
+    pub fn edf_key(&self) -> (u64, u64) {
+        (self.deadline, self.id)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
-    deadline: u64,
-    seq: u64,
+    key: (u64, u64),
     job: Job,
 }
 
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest deadline on top; the
-        // sequence number keeps equal deadlines in arrival order (deterministic runs).
-        other
-            .deadline
-            .cmp(&self.deadline)
-            .then_with(|| other.seq.cmp(&self.seq))
+        // task id breaks ties (deterministic, and independent of arrival interleavings).
+        other.key.cmp(&self.key)
     }
 }
 
@@ -36,11 +45,10 @@ impl PartialOrd for Entry {
     }
 }
 
-/// Min-heap by absolute deadline.
+/// Min-heap by (absolute deadline, task id).
 #[derive(Debug, Default, Clone)]
 pub struct EdfQueue {
     heap: BinaryHeap<Entry>,
-    seq: u64,
 }
 
 impl EdfQueue {
@@ -49,10 +57,8 @@ impl EdfQueue {
     }
 
     pub fn push(&mut self, job: Job) {
-        self.seq += 1;
         self.heap.push(Entry {
-            deadline: job.deadline,
-            seq: self.seq,
+            key: job.edf_key(),
             job,
         });
     }
@@ -81,7 +87,6 @@ impl EdfQueue {
 
     pub fn clear(&mut self) {
         self.heap.clear();
-        self.seq = 0;
     }
 }
 
@@ -92,15 +97,19 @@ mod tests {
     fn job(handle: u32, deadline: u64) -> Job {
         Job {
             handle,
+            id: handle as u64,
             deadline,
             work_ns: 1,
+            est_ns: 1,
         }
     }
 
     #[test]
-    fn pops_by_deadline_then_fifo() {
+    fn pops_by_deadline_then_task_id() {
         let mut q = EdfQueue::new();
-        for (h, d) in [(0, 50), (1, 10), (2, 30), (3, 10), (4, 5)] {
+        // Task 3 is pushed before task 1 with the same deadline: the id decides, not the push
+        // order.
+        for (h, d) in [(0, 50), (3, 10), (2, 30), (1, 10), (4, 5)] {
             q.push(job(h, d));
         }
         assert_eq!(q.peek().map(|j| j.handle), Some(4));

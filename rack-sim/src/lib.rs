@@ -31,4 +31,4 @@ pub use transport::{
     run_env_loop, run_episode, run_policy, EnvLoopError, InProcessTransport, Transport,
     TransportError, ZmqEnvClient,
 };
-pub use workload::{DeadlineRule, Load, ServiceLaw, TraceSource, TraceTask};
+pub use workload::{DeadlineRule, Load, ServiceEstimate, ServiceLaw, TraceSource, TraceTask};

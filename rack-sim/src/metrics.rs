@@ -1,5 +1,11 @@
 //! Run metrics (SPEC section 9): latency percentiles, miss rate, goodput, throughput, WCET
 //! ratio, per-node utilisation and per-class miss rates, warm-up excluded.
+//!
+//! Tail figures count every measured task: a dropped task never completes, so its latency is
+//! censored at +infinity. A percentile above the completed fraction is infinite, and the CDF
+//! stops at the completed fraction (an EDF node that drops its worst tasks cannot look better
+//! for it than an FCFS node that serves them late). Completed-only figures are kept apart, in
+//! [`Report::latency_completed`], and say so.
 
 use hdrhistogram::Histogram;
 use malcolm_proto::bridge::EndReason;
@@ -23,18 +29,77 @@ pub struct ClassReport {
     pub miss_rate: f64,
 }
 
-/// Latency summary of completed tasks (on time or late; dropped tasks have no latency).
+/// Latency summary of a set of tasks. In [`Report::latency`] the set is every measured task
+/// and a dropped task counts with latency +infinity (censored: it never completes), so the
+/// figures are `f64` nanoseconds, infinite where the quantile falls among dropped tasks. In
+/// [`Report::latency_completed`] the set is the completed tasks only (on time or late).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LatencyReport {
+    /// Tasks counted.
+    #[serde(default)]
+    pub tasks: u64,
+    /// Of which dropped: latency censored at +infinity.
+    #[serde(default)]
+    pub censored: u64,
+    /// Mean latency, ns (infinite when any task is censored).
+    #[serde(with = "censored_f64")]
     pub mean_ns: f64,
-    pub p50_ns: u64,
-    pub p99_ns: u64,
-    pub p999_ns: u64,
-    pub max_ns: u64,
-    /// The latency distribution as (quantile, latency ns) points, for CDF plots: 100
-    /// quantiles plus the tail (0.995, 0.999, 0.9999, 1.0). Empty when nothing completed.
+    #[serde(with = "censored_f64")]
+    pub p50_ns: f64,
+    #[serde(with = "censored_f64")]
+    pub p99_ns: f64,
+    #[serde(with = "censored_f64")]
+    pub p999_ns: f64,
+    #[serde(with = "censored_f64")]
+    pub max_ns: f64,
+    /// The latency distribution as (fraction of the counted tasks, latency ns) points, for
+    /// CDF plots: 100 quantiles plus the tail (0.995, 0.999, 0.9999, 1.0), up to the completed
+    /// fraction, where it ends with the largest completed latency (the rest never completes).
+    /// Empty when nothing completed.
     #[serde(default)]
     pub cdf: Vec<(f64, u64)>,
+}
+
+impl LatencyReport {
+    /// Fraction of the counted tasks that completed.
+    pub fn completed_fraction(&self) -> f64 {
+        if self.tasks == 0 {
+            0.0
+        } else {
+            (self.tasks - self.censored) as f64 / self.tasks as f64
+        }
+    }
+}
+
+/// Serde for latency figures that may be infinite (censored): finite values as numbers,
+/// infinity as the string "inf" (JSON has no infinity).
+mod censored_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_str("inf")
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumOrInf {
+        Num(f64),
+        Str(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        match NumOrInf::deserialize(d)? {
+            NumOrInf::Num(x) => Ok(x),
+            NumOrInf::Str(s) if s == "inf" => Ok(f64::INFINITY),
+            NumOrInf::Str(s) => Err(serde::de::Error::custom(format!(
+                "latency {s:?}: a number or \"inf\""
+            ))),
+        }
+    }
 }
 
 /// Quantiles at which [`LatencyReport::cdf`] is sampled.
@@ -42,6 +107,60 @@ fn cdf_quantiles() -> impl Iterator<Item = f64> {
     (1..100)
         .map(|i| i as f64 / 100.0)
         .chain([0.995, 0.999, 0.9999, 1.0])
+}
+
+/// Latency figures of `completed` (a histogram of completed tasks' latencies) plus `censored`
+/// dropped tasks counted at +infinity; `mean_ns` and `max_ns` are the completed tasks'.
+fn latency_report(
+    hist: &Histogram<u64>,
+    censored: u64,
+    completed_mean_ns: f64,
+    completed_max_ns: u64,
+) -> LatencyReport {
+    let completed = hist.len();
+    let tasks = completed + censored;
+    if tasks == 0 {
+        return LatencyReport::default();
+    }
+    let frac = completed as f64 / tasks as f64;
+    // The q-quantile of all tasks: the (q / frac)-quantile of the completed ones while
+    // q <= frac, else a censored task's (infinite).
+    let at = |q: f64| -> f64 {
+        if completed == 0 || q > frac {
+            f64::INFINITY
+        } else {
+            hist.value_at_quantile((q / frac).min(1.0)) as f64
+        }
+    };
+    let mut cdf: Vec<(f64, u64)> = if completed == 0 {
+        Vec::new()
+    } else {
+        cdf_quantiles()
+            .filter(|&q| q <= frac)
+            .map(|q| (q, at(q) as u64))
+            .collect()
+    };
+    if completed > 0 && censored > 0 {
+        cdf.push((frac, completed_max_ns));
+    }
+    LatencyReport {
+        tasks,
+        censored,
+        mean_ns: if censored > 0 {
+            f64::INFINITY
+        } else {
+            completed_mean_ns
+        },
+        p50_ns: at(0.5),
+        p99_ns: at(0.99),
+        p999_ns: at(0.999),
+        max_ns: if censored > 0 {
+            f64::INFINITY
+        } else {
+            completed_max_ns as f64
+        },
+        cdf,
+    }
 }
 
 /// One finished episode.
@@ -60,6 +179,10 @@ pub struct EpisodeReport {
 pub struct Report {
     pub scenario: String,
     pub seed: u64,
+    /// The service-estimate model the policies saw (Hello's `service_estimate`, e.g.
+    /// "noisy(sigma=0.5)" or "exact").
+    #[serde(default)]
+    pub service_estimate: String,
     pub nodes: usize,
     /// Episodes finished (the running one's measured tasks are included in the figures).
     pub episodes: u64,
@@ -76,14 +199,19 @@ pub struct Report {
     pub throughput_per_s: f64,
     /// Measured arrivals per second of the measured arrival window.
     pub offered_per_s: f64,
+    /// Latency over every measured task, dropped ones censored at +infinity.
     pub latency: LatencyReport,
+    /// Latency over the completed tasks only (a labelled extra: it flatters policies that
+    /// drop their slowest tasks).
+    #[serde(default)]
+    pub latency_completed: LatencyReport,
     /// Mean of latency minus the task's own service time on its node (queueing, network,
     /// decision delay, preemption), over completed tasks.
     pub mean_wait_ns: f64,
     /// Mean reference service of completed tasks.
     pub mean_service_ns: f64,
-    /// WCET ratio: max latency / mean reference service (how many mean services the worst
-    /// task took end to end).
+    /// WCET ratio: max latency / mean reference service over completed tasks (how many mean
+    /// services the worst completed task took end to end).
     pub wcet_ratio: f64,
     /// Per workload class (0 regular, 1 micro-burst).
     pub per_class: BTreeMap<u32, ClassReport>,
@@ -100,6 +228,8 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     hist: Histogram<u64>,
+    /// Measured tasks dropped (latency censored at +infinity).
+    censored: u64,
     classes: BTreeMap<u32, ClassReport>,
     sum_latency_ns: u128,
     sum_wait_ns: i128,
@@ -133,6 +263,7 @@ impl Metrics {
         Self {
             hist: Histogram::new_with_bounds(1, HIST_MAX_NS, HIST_SIGFIG)
                 .expect("static histogram bounds are valid"),
+            censored: 0,
             classes: BTreeMap::new(),
             sum_latency_ns: 0,
             sum_wait_ns: 0,
@@ -160,6 +291,7 @@ impl Metrics {
         c.finished += 1;
         if f.dropped {
             c.dropped += 1;
+            self.censored += 1;
             return;
         }
         if f.on_time {
@@ -228,23 +360,18 @@ impl Metrics {
             }
         };
         let mean_service_ns = mean(self.sum_service_ns as f64);
-        let latency = if self.completed == 0 {
-            LatencyReport::default()
-        } else {
-            LatencyReport {
-                mean_ns: mean(self.sum_latency_ns as f64),
-                p50_ns: self.hist.value_at_quantile(0.5),
-                p99_ns: self.hist.value_at_quantile(0.99),
-                p999_ns: self.hist.value_at_quantile(0.999),
-                max_ns: self.max_latency_ns,
-                cdf: cdf_quantiles()
-                    .map(|q| (q, self.hist.value_at_quantile(q)))
-                    .collect(),
-            }
-        };
+        let completed_mean = mean(self.sum_latency_ns as f64);
+        let latency = latency_report(
+            &self.hist,
+            self.censored,
+            completed_mean,
+            self.max_latency_ns,
+        );
+        let latency_completed = latency_report(&self.hist, 0, completed_mean, self.max_latency_ns);
         Report {
             scenario: scenario.to_string(),
             seed,
+            service_estimate: String::new(),
             nodes: self.node_busy_ns.len(),
             episodes: self.episodes.len() as u64,
             finished: total.finished,
@@ -261,6 +388,7 @@ impl Metrics {
                 0.0
             },
             latency,
+            latency_completed,
             mean_wait_ns: mean(self.sum_wait_ns as f64),
             mean_service_ns,
             per_class,
@@ -325,10 +453,62 @@ mod tests {
         assert!((r.miss_rate - 0.25).abs() < 1e-12);
         // 750 on time over a 999 us window.
         assert!((r.goodput_per_s - 750.0 * 1e9 / 999_000.0).abs() < 1e-6);
-        assert!((r.latency.p50_ns as f64 - 1500.0).abs() <= 2.0);
-        assert_eq!(r.latency.max_ns, 1999);
+        // Completed only: 990 latencies 1000..1999 without the multiples of 100.
+        assert!((r.latency_completed.p50_ns - 1500.0).abs() <= 2.0);
+        assert_eq!(r.latency_completed.max_ns, 1999.0);
+        assert_eq!(r.latency_completed.censored, 0);
         assert!((r.wcet_ratio - 1999.0 / 500.0).abs() < 1e-9);
+        // All tasks: the 10 drops sit above every completion, at +infinity.
+        assert_eq!((r.latency.tasks, r.latency.censored), (1000, 10));
+        assert!((r.latency.completed_fraction() - 0.99).abs() < 1e-12);
+        // p50 of all = the 50.5%-quantile of the completed ones.
+        let want = 1000.0 + 0.5 / 0.99 * 1000.0;
+        assert!(
+            (r.latency.p50_ns - want).abs() <= 3.0,
+            "{}",
+            r.latency.p50_ns
+        );
+        assert!(
+            (r.latency.p99_ns - 1999.0).abs() <= 2.0,
+            "p99 = the last completion"
+        );
+        assert!(r.latency.p999_ns.is_infinite());
+        assert!(r.latency.mean_ns.is_infinite() && r.latency.max_ns.is_infinite());
+        // The CDF ends at the completed fraction with the largest completion.
+        assert_eq!(r.latency.cdf.last(), Some(&(0.99, 1999)));
+        assert!(r.latency.cdf.iter().all(|&(q, _)| q <= 0.99));
+        assert_eq!(r.latency_completed.cdf.last().map(|p| p.0), Some(1.0));
+        // Infinite figures survive JSON.
+        let json = serde_json::to_string(&r).unwrap();
+        let back: Report = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
         assert_eq!(r.per_class[&1].finished, 100);
         assert!((r.per_class[&1].miss_rate - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn drops_cannot_improve_the_tail() {
+        // Two policies see the same 100 tasks; A completes the slow ten late, B drops them.
+        let run = |drop_slow: bool| {
+            let mut m = Metrics::new(1);
+            for i in 0..100u64 {
+                m.arrival(i);
+                let slow = i % 10 == 0;
+                m.finish(Finished {
+                    class: 0,
+                    on_time: !slow,
+                    dropped: slow && drop_slow,
+                    latency_ns: if slow { 50_000 } else { 1_000 + i },
+                    service_ref_ns: 500,
+                    service_wall_ns: 500,
+                });
+            }
+            m.report("t", 1, 0, 0, 0)
+        };
+        let (served, dropped) = (run(false), run(true));
+        assert!((served.latency.p99_ns - 50_000.0).abs() < 100.0);
+        assert!(dropped.latency.p99_ns.is_infinite());
+        // Completed-only, the dropping policy would have looked 50x better.
+        assert!(dropped.latency_completed.p99_ns < 1_200.0);
     }
 }

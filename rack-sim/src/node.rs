@@ -1,6 +1,15 @@
 //! One server of the rack (SPEC section 6) as a pure state machine: ingress ring, ready queue
 //! (EDF, FCFS or processor sharing), k cores of speed v. It knows nothing of events; every
 //! call takes `now` and reports what the simulator must do through [`Effect`]s.
+//!
+//! The node knows each task's *estimated* work, not its true work: the admission test (early
+//! drop) and the slack histogram use the estimate; the true work only decides when a core
+//! finishes. The semantics at one instant `t` (shared with omnetpp/core/node_scheduler.cc and
+//! the Python reference of proto/testdata/generate.py, checked by the golden task trace):
+//! every job whose work ends at `t` completes first (simultaneous completions are one step,
+//! then one dispatch), then the tasks that landed at `t` are admitted from the ingress ring in
+//! batches, each batch followed by a dispatch. EDF order is (deadline, task id); a preemption
+//! victim is the running job last in that order.
 
 use crate::edf::{EdfQueue, Job};
 use malcolm_proto::bridge;
@@ -14,6 +23,10 @@ pub const DEFAULT_INGRESS_BATCH: usize = 16;
 pub const DEFAULT_PREEMPTION_THRESHOLD_NS: u64 = 5_000;
 /// Cost of switching a core to a preempting task (cache pollution plus the switch itself).
 pub const DEFAULT_CONTEXT_SWITCH_NS: u64 = 2_000;
+/// Float slack of the processor-sharing virtual clock, in ns of work and of time: far below a
+/// nanosecond, far above the rounding error of a busy period's clock (the clock restarts at
+/// 0 whenever the node empties). The C++ node scheduler uses the same value.
+pub const PS_EPSILON: f64 = 1e-4;
 
 /// Which queue a node runs, and whether it sheds late work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,7 +41,8 @@ pub enum DisciplineKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discipline {
     pub kind: DisciplineKind,
-    /// Drop a task at admission when `deadline < now + service` (it cannot make it).
+    /// Drop a task at admission when `deadline < now + estimated work` (it cannot make it, as
+    /// far as the node can tell).
     pub early_drop: bool,
     /// Drop a task that reaches the head of the queue after its deadline.
     pub prune_late: bool,
@@ -131,7 +145,9 @@ impl NodeSpec {
         self.cores as f64 * self.speed
     }
 
-    /// Wall time on this node of `service_ns` of reference work (at least 1 ns).
+    /// Wall time on this node of `service_ns` of reference work: `service / speed` in IEEE
+    /// double, rounded half away from zero, at least 1 ns (the C++ node scheduler rounds the
+    /// same way).
     pub fn wall_ns(&self, service_ns: u64) -> u64 {
         if self.speed == 1.0 {
             return service_ns.max(1);
@@ -177,12 +193,15 @@ struct Core {
     /// When the job's work starts (after any context switch).
     work_start: u64,
     end: u64,
+    /// When the job's work would end if it took its estimate.
+    est_end: u64,
     gen: u32,
 }
 
 /// Processor sharing: every job progresses at `min(1, k/n)`; a virtual clock `v` counts the
 /// work each job has received, so a job finishes when `v` reaches its admission value plus
-/// its work (no per-job updates when n changes).
+/// its work (no per-job updates when n changes). A job leaves at the first whole nanosecond
+/// at which it has received all its work, holding its share until then.
 #[derive(Debug, Default, Clone)]
 struct Ps {
     v: f64,
@@ -195,6 +214,8 @@ struct Ps {
 #[derive(Debug, Clone, Copy)]
 struct PsEntry {
     finish_v: f64,
+    /// `v` at admission (for the estimated work left).
+    start_v: f64,
     seq: u64,
     job: Job,
 }
@@ -303,19 +324,26 @@ impl Node {
         self.ingress.push_back(job);
     }
 
-    /// One dispatcher poll: admits up to `ingress_batch` jobs, then dispatches. Returns true
-    /// when the ingress ring still holds jobs (poll again).
+    /// One dispatcher poll: completes what ends `now` and dispatches if anything did (as if
+    /// its timer had fired first), admits up to `ingress_batch` jobs, then dispatches.
+    /// Returns true when the ingress ring still holds jobs (poll again).
     pub fn drain(&mut self, now: u64, out: &mut Vec<Effect>) -> bool {
         self.version += 1;
         let batch = self.timing.ingress_batch.max(1);
-        if self.spec.discipline.kind == DisciplineKind::ProcessorSharing {
+        let completed = if self.spec.discipline.kind == DisciplineKind::ProcessorSharing {
             self.ps_advance(now);
+            self.ps_complete_due(out)
+        } else {
+            self.complete_due(now, out)
+        };
+        if completed {
+            self.dispatch(now, out);
         }
         for _ in 0..batch {
             let Some(job) = self.ingress.pop_front() else {
                 break;
             };
-            if self.spec.discipline.early_drop && slack_ns(job.deadline, now + job.work_ns) < 0 {
+            if self.spec.discipline.early_drop && slack_ns(job.deadline, now + job.est_ns) < 0 {
                 out.push(Effect::Dropped { handle: job.handle });
                 continue;
             }
@@ -326,6 +354,7 @@ impl Node {
                     self.ps.seq += 1;
                     self.ps.jobs.push(PsEntry {
                         finish_v: self.ps.v + job.work_ns as f64,
+                        start_v: self.ps.v,
                         seq: self.ps.seq,
                         job,
                     });
@@ -336,20 +365,57 @@ impl Node {
         !self.ingress.is_empty()
     }
 
-    /// A core timer fired. Stale timers (the job was preempted since) are ignored.
+    /// A core timer fired. Stale timers (the job was preempted, or completed with another
+    /// core's timer at this instant) are ignored. Every core whose job ends `now` completes
+    /// here, before the one dispatch: which timer fires first does not matter.
     pub fn core_done(&mut self, now: u64, core: u32, gen: u32, out: &mut Vec<Effect>) {
-        let c = &mut self.cores[core as usize];
-        if c.gen != gen {
+        let c = &self.cores[core as usize];
+        if c.gen != gen || c.job.is_none() {
             return;
         }
-        let Some(job) = c.job.take() else {
-            return;
-        };
         self.version += 1;
-        out.push(Effect::Completed { handle: job.handle });
-        let busy = self.busy - 1;
-        self.set_busy(now, busy);
+        self.complete_due(now, out);
         self.dispatch(now, out);
+    }
+
+    /// Completes every core job whose work ends at `now` (their timers become stale);
+    /// true if any did.
+    fn complete_due(&mut self, now: u64, out: &mut Vec<Effect>) -> bool {
+        let mut busy = self.busy;
+        for c in &mut self.cores {
+            if c.end <= now {
+                if let Some(job) = c.job.take() {
+                    out.push(Effect::Completed { handle: job.handle });
+                    busy -= 1;
+                }
+            }
+        }
+        if busy == self.busy {
+            return false;
+        }
+        self.set_busy(now, busy);
+        true
+    }
+
+    /// Processor sharing: completes every job that has received its work by `now` (the
+    /// clock advanced to `now`); true if any did.
+    fn ps_complete_due(&mut self, out: &mut Vec<Effect>) -> bool {
+        let before = self.ps.jobs.len();
+        while let Some(top) = self.ps.jobs.peek() {
+            if top.finish_v > self.ps.v + PS_EPSILON {
+                break;
+            }
+            let e = self.ps.jobs.pop().expect("peeked");
+            out.push(Effect::Completed {
+                handle: e.job.handle,
+            });
+        }
+        if self.ps.jobs.is_empty() {
+            // An empty node restarts its virtual clock: the clock's rounding error stays that
+            // of one busy period.
+            self.ps.v = 0.0;
+        }
+        self.ps.jobs.len() != before
     }
 
     /// The processor-sharing timer fired.
@@ -359,16 +425,7 @@ impl Node {
         }
         self.version += 1;
         self.ps_advance(now);
-        // Tolerance for float rounding of the virtual clock (far below a nanosecond of work).
-        while let Some(top) = self.ps.jobs.peek() {
-            if top.finish_v > self.ps.v + 1e-3 {
-                break;
-            }
-            let e = self.ps.jobs.pop().expect("peeked");
-            out.push(Effect::Completed {
-                handle: e.job.handle,
-            });
-        }
+        self.ps_complete_due(out);
         self.dispatch(now, out);
     }
 
@@ -395,6 +452,7 @@ impl Node {
         c.gen = c.gen.wrapping_add(1);
         c.work_start = now + switch_ns;
         c.end = c.work_start + job.work_ns;
+        c.est_end = c.work_start + job.est_ns;
         c.job = Some(job);
         out.push(Effect::CoreTimer {
             core: core as u32,
@@ -463,8 +521,9 @@ impl Node {
         if !self.spec.discipline.preempt || (busy as usize) < self.cores.len() {
             return;
         }
-        // Cooperative preemption: the running job with the latest deadline yields only to a
-        // head that is more urgent by more than the threshold.
+        // Cooperative preemption: the running job last in EDF order (latest deadline, then
+        // highest task id) yields only to a head that is more urgent by more than the
+        // threshold.
         loop {
             let Some(head) = self.edf.peek().copied() else {
                 return;
@@ -480,8 +539,9 @@ impl Node {
                 .cores
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| c.job.map(|j| (i, j.deadline)))
-                .max_by_key(|&(i, d)| (d, std::cmp::Reverse(i)))
+                .filter_map(|(i, c)| c.job.map(|j| (i, j)))
+                .max_by_key(|&(_, j)| j.edf_key())
+                .map(|(i, j)| (i, j.deadline))
                 .expect("all cores busy");
             if head
                 .deadline
@@ -493,7 +553,9 @@ impl Node {
             let c = self.cores[victim];
             let mut yielded = c.job.expect("busy core");
             let done = now.saturating_sub(c.work_start);
+            // Completions at `now` ran before this dispatch, so the victim has work left.
             yielded.work_ns = yielded.work_ns.saturating_sub(done).max(1);
+            yielded.est_ns = yielded.est_ns.saturating_sub(done);
             self.edf.pop();
             self.edf.push(yielded);
             self.start(now, victim, head, self.timing.context_switch_ns, out);
@@ -508,79 +570,92 @@ impl Node {
         }
         self.ps.gen = self.ps.gen.wrapping_add(1);
         if let Some(top) = self.ps.jobs.peek() {
-            let left = (top.finish_v - self.ps.v).max(0.0) / self.ps_rate();
+            // The first whole nanosecond at which the job has all its work.
+            let left = (top.finish_v - self.ps.v) / self.ps_rate();
             out.push(Effect::PsTimer {
                 gen: self.ps.gen,
-                at: now + left.ceil() as u64,
+                at: now + (left - PS_EPSILON).max(0.0).ceil() as u64,
             });
         }
     }
 
-    /// Processor-sharing jobs with their work left at `now` (the virtual clock advanced to
-    /// `now` without mutating the node).
-    fn ps_remaining(&self, now: u64) -> impl Iterator<Item = (Job, u64)> + '_ {
+    /// Processor-sharing jobs with their *estimated* work left at `now` (the virtual clock
+    /// advanced to `now` without mutating the node).
+    fn ps_remaining_estimate(&self, now: u64) -> impl Iterator<Item = (Job, u64)> + '_ {
         let v = if self.ps.jobs.is_empty() {
             self.ps.v
         } else {
             self.ps.v + now.saturating_sub(self.ps.last) as f64 * self.ps_rate()
         };
-        self.ps
-            .jobs
-            .iter()
-            .map(move |e| (e.job, (e.finish_v - v).max(0.0) as u64))
+        self.ps.jobs.iter().map(move |e| {
+            let left = e.start_v + e.job.est_ns as f64 - v;
+            (e.job, left.max(0.0) as u64)
+        })
     }
 
-    /// Remaining work of all jobs at `now`, wall ns (the STH's `sum_load`, unrounded).
-    pub fn remaining_work_ns(&self, now: u64) -> u64 {
+    /// Estimated work left of all jobs at `now`, wall ns (the STH's `sum_load`, unrounded):
+    /// a running job's estimate minus the work it has done, never below 0.
+    pub fn estimated_work_ns(&self, now: u64) -> u64 {
         let queued: u64 = self
             .ingress
             .iter()
             .chain(self.edf.iter())
             .chain(self.fifo.iter())
-            .map(|j| j.work_ns)
+            .map(|j| j.est_ns)
             .sum();
         let running: u64 = self
             .cores
             .iter()
             .filter(|c| c.job.is_some())
-            .map(|c| c.end.saturating_sub(now))
+            .map(|c| c.est_end.saturating_sub(now))
             .sum();
-        let ps: u64 = self.ps_remaining(now).map(|(_, r)| r).sum();
+        let ps: u64 = self.ps_remaining_estimate(now).map(|(_, r)| r).sum();
         queued + running + ps
     }
 
     /// Fresh Slack Time Histogram over queued and running jobs at `now`: slack is the
-    /// deadline minus the time the job would end if it started (or went on) right now.
+    /// deadline minus the time the job would end if it started (or went on) right now and
+    /// took its estimate (design 3.1.1: `s = D - (t + e)`, `e` the estimated remaining
+    /// service).
     pub fn sth(&self, now: u64) -> SlackHistogram {
         self.sth_until(now).0
     }
 
     /// [`Node::sth`] plus the first instant at which it would read differently if the jobs
-    /// stayed as they are: a running job's slack is fixed, a queued job's slack (in whole
-    /// microseconds, rounded down) steps at its next microsecond boundary.
+    /// stayed as they are: a running job's slack is fixed until it outlives its estimate, a
+    /// queued job's slack (in whole microseconds, rounded down) steps at its next microsecond
+    /// boundary.
     pub fn sth_until(&self, now: u64) -> (SlackHistogram, u64) {
         let mut h = SlackHistogram::new();
         let mut load_ns: u64 = 0;
         let mut until = u64::MAX;
+        // Slack `D - t` falling with time `t`: its whole microseconds step at this instant.
+        let next_step = |slack: i64| now + slack.rem_euclid(1000) as u64 + 1;
         for j in self
             .ingress
             .iter()
             .chain(self.edf.iter())
             .chain(self.fifo.iter())
         {
-            let slack = slack_ns(j.deadline, now + j.work_ns);
+            let slack = slack_ns(j.deadline, now + j.est_ns);
             h.add(ns_to_us_floor(slack), 0);
-            load_ns += j.work_ns;
-            until = until.min(now + slack.rem_euclid(1000) as u64 + 1);
+            load_ns += j.est_ns;
+            until = until.min(next_step(slack));
         }
         for c in &self.cores {
             if let Some(j) = c.job {
-                h.add(ns_to_us_floor(slack_ns(j.deadline, c.end.max(now))), 0);
-                load_ns += c.end.saturating_sub(now);
+                let slack = slack_ns(j.deadline, c.est_end.max(now));
+                h.add(ns_to_us_floor(slack), 0);
+                load_ns += c.est_end.saturating_sub(now);
+                until = until.min(if c.est_end > now {
+                    c.est_end
+                } else {
+                    next_step(slack)
+                });
             }
         }
         if !self.ps.jobs.is_empty() {
-            for (job, remaining) in self.ps_remaining(now) {
+            for (job, remaining) in self.ps_remaining_estimate(now) {
                 h.add(ns_to_us_floor(slack_ns(job.deadline, now + remaining)), 0);
                 load_ns += remaining;
             }
@@ -618,8 +693,10 @@ mod tests {
     fn job(handle: u32, deadline: u64, work_ns: u64) -> Job {
         Job {
             handle,
+            id: handle as u64,
             deadline,
             work_ns,
+            est_ns: work_ns,
         }
     }
 
@@ -807,11 +884,76 @@ mod tests {
             }
             now = until;
         }
-        // Only running jobs: never changes.
+        // Only a running job: fixed until it outlives its estimate, then falling with time.
         let mut r = node(2, Discipline::edf());
-        r.enqueue(job(0, 90_000, 30_000));
+        r.enqueue(Job {
+            est_ns: 20_000,
+            ..job(0, 90_000, 30_000)
+        });
         r.drain(0, &mut out);
-        assert_eq!(r.sth_until(5).1, u64::MAX);
+        assert_eq!(r.sth_until(5).1, 20_000);
+        assert_eq!(r.sth(5).min_slack_us, 70);
+        assert_eq!(r.sth(19_999).min_slack_us, 70);
+        assert_eq!(r.sth(25_500).min_slack_us, 64);
+        assert_eq!(r.sth_until(25_500).1, 26_001);
+        assert_eq!(r.estimated_work_ns(25_500), 0);
+    }
+
+    #[test]
+    fn admission_and_histogram_see_the_estimate_not_the_work() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        // True work 20 us, estimate 5 us, deadline 10 us: admitted (the node cannot know) and
+        // then finishes late.
+        n.enqueue(Job {
+            est_ns: 5_000,
+            ..job(0, 10_000, 20_000)
+        });
+        // True work 1 us, estimate 50 us, deadline 40 us: dropped at admission although it
+        // would have made it.
+        n.enqueue(Job {
+            est_ns: 50_000,
+            ..job(1, 40_000, 1_000)
+        });
+        n.drain(0, &mut out);
+        assert_eq!(out[0], Effect::Dropped { handle: 1 });
+        let h = n.sth(1_000);
+        assert_eq!(h.min_slack_us, 5, "10 us deadline - 5 us estimated end");
+        assert_eq!(h.sum_load_us, 4);
+        assert_eq!(n.estimated_work_ns(1_000), 4_000);
+        let log = run(&mut n, 0, out);
+        assert_eq!(log, vec![(1, 0, false), (0, 20_000, true)]);
+    }
+
+    #[test]
+    fn completions_at_an_instant_precede_its_admissions() {
+        // Both cores end at 10 us. An urgent task polled at 10 us, before the core timers
+        // fire, must find both cores free: it must not preempt a job that is ending (which
+        // would yield with 1 ns left and make the urgent one pay a context switch).
+        let mut n = node(2, Discipline::edf());
+        let mut out = Vec::new();
+        n.enqueue(job(0, 500_000, 10_000));
+        n.enqueue(job(1, 400_000, 10_000));
+        n.drain(0, &mut out);
+        n.enqueue(job(2, 300_000, 5_000));
+        n.drain(10_000, &mut out);
+        let log = run(&mut n, 10_000, out);
+        assert_eq!(
+            log,
+            vec![(1, 10_000, true), (0, 10_000, true), (2, 15_000, true)]
+        );
+    }
+
+    #[test]
+    fn equal_deadlines_run_in_task_id_order() {
+        let mut n = node(1, Discipline::edf());
+        let mut out = Vec::new();
+        for h in [3, 1, 2] {
+            n.enqueue(job(h, 1_000_000, 1_000));
+        }
+        n.drain(0, &mut out);
+        let order: Vec<u32> = run(&mut n, 0, out).into_iter().map(|x| x.0).collect();
+        assert_eq!(order, vec![1, 2, 3]);
     }
 
     #[test]

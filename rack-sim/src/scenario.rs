@@ -4,8 +4,8 @@
 use crate::error::SimError;
 use crate::node::{Discipline, NodeSpec, NodeTiming};
 use crate::workload::{
-    BurstSource, DeadlineRule, Load, PoissonSource, ServiceLaw, TraceSource, Workload,
-    DEFAULT_TASK_SIZE_BYTES,
+    BurstSource, DeadlineRule, Load, PoissonSource, ServiceEstimate, ServiceLaw, TraceSource,
+    Workload, DEFAULT_TASK_SIZE_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,6 +128,10 @@ pub struct Scenario {
     pub limits: EpisodeLimits,
     /// The first `warmup_tasks` arrivals of each episode are excluded from the metrics.
     pub warmup_tasks: u64,
+    /// What the policies, the deadlines and the nodes' admission tests know of service times
+    /// (default: noisy, sigma 0.5).
+    #[serde(default)]
+    pub estimate: ServiceEstimate,
 }
 
 impl Scenario {
@@ -150,6 +154,7 @@ impl Scenario {
                 sim_time_ns: None,
             },
             warmup_tasks: DEFAULT_WARMUP_TASKS,
+            estimate: ServiceEstimate::default(),
         }
     }
 
@@ -172,6 +177,7 @@ impl Scenario {
                 sim_time_ns: None,
             },
             warmup_tasks: 0,
+            estimate: ServiceEstimate::default(),
         }
     }
 
@@ -253,6 +259,7 @@ impl Scenario {
         if self.decision.max_batch == 0 {
             return bad("max_batch must be >= 1".into());
         }
+        self.estimate.validate()?;
         let w = &self.workload;
         if w.poisson.is_none() && w.bursts.is_none() && w.trace.is_none() {
             return bad("the workload has no source".into());
@@ -330,6 +337,26 @@ impl Scenario {
                     n.discipline.early_drop = on;
                 }
             }
+            "estimate" => {
+                self.estimate = match ServiceEstimate::parse(value) {
+                    // Keep a sigma set earlier in the same spec.
+                    Some(ServiceEstimate::Noisy { .. })
+                        if matches!(self.estimate, ServiceEstimate::Noisy { .. }) =>
+                    {
+                        self.estimate
+                    }
+                    Some(e) => e,
+                    None => {
+                        return Err(SimError::InvalidScenario(format!(
+                            "estimate {value:?}: exact, class_mean or noisy"
+                        )))
+                    }
+                }
+            }
+            "estimate_sigma" => {
+                self.estimate = ServiceEstimate::Noisy { sigma: num(value)? };
+                self.estimate.validate()?;
+            }
             _ => {
                 return Err(SimError::InvalidScenario(format!(
                     "unknown parameter {key:?}"
@@ -350,6 +377,7 @@ impl Scenario {
             self.decision.window_ns.to_string(),
         );
         m.insert("warmup_tasks".into(), self.warmup_tasks.to_string());
+        m.insert("service_estimate".into(), self.estimate.label());
         if let Some(t) = self.limits.tasks {
             m.insert("tasks".into(), t.to_string());
         }
@@ -406,7 +434,8 @@ fn default_source(load: Load) -> PoissonSource {
 /// 1.1), `microburst` (16 fast plus the 100 ms bursts), `staleness` (16 fast, `t_hb_us`).
 /// Keys for any scenario: `rho`, `rate`, `alpha`, `f`, `tasks`, `warmup`, `sim_time_ms`,
 /// `t_hb_us`, `t_hb_ns`, `window_ns`, `max_batch`, `one_way_ns`, `link_gbps`, `discipline`
-/// (edf|fcfs|ps), `early_drop`.
+/// (edf|fcfs|ps), `early_drop`, `estimate` (exact|class_mean|noisy; default noisy) and
+/// `estimate_sigma` (implies noisy; default 0.5).
 pub fn by_name(spec: &str) -> Result<Scenario, SimError> {
     let (name, params) = match spec.split_once(':') {
         Some((n, p)) => (n, p),
@@ -519,6 +548,30 @@ mod tests {
         assert_eq!(s.heartbeat_interval_ns, 500_000);
         assert!(s.nodes.iter().all(|n| n.discipline == Discipline::fcfs()));
         assert_eq!(by_name("hetero:scale=2").unwrap().nodes.len(), 10);
+        assert_eq!(
+            by_name("hetero").unwrap().estimate,
+            ServiceEstimate::Noisy { sigma: 0.5 }
+        );
+        assert_eq!(
+            by_name("hetero:estimate=exact").unwrap().estimate,
+            ServiceEstimate::Exact
+        );
+        assert_eq!(
+            by_name("hetero:estimate=class_mean").unwrap().estimate,
+            ServiceEstimate::ClassMean
+        );
+        assert_eq!(
+            by_name("hetero:estimate_sigma=0.3").unwrap().estimate,
+            ServiceEstimate::Noisy { sigma: 0.3 }
+        );
+        assert_eq!(
+            by_name("hetero:estimate_sigma=0.3,estimate=noisy")
+                .unwrap()
+                .estimate,
+            ServiceEstimate::Noisy { sigma: 0.3 }
+        );
+        assert!(by_name("hetero:estimate=oracle").is_err());
+        assert!(by_name("hetero:estimate_sigma=-1").is_err());
         assert!(by_name("staleness:bogus=1").is_err());
         assert!(by_name("homogeneous-300").is_err());
     }

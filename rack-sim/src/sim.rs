@@ -7,11 +7,14 @@ use crate::error::SimError;
 use crate::metrics::{reason_label, EpisodeReport, Finished, Metrics, Report};
 use crate::node::{Effect, Node};
 use crate::scenario::Scenario;
-use crate::workload::{BurstGen, NewTask, PoissonGen, TraceGen};
+use crate::workload::{
+    trace_class_means, BurstGen, Estimator, NewTask, PoissonGen, ServiceEstimate, TraceGen,
+};
 use malcolm_proto::bridge::{
     self, EndReason, EpisodeEnd, GlobalStateView, HeartbeatFields, Hello, NodeState, OutcomeKind,
     PendingTask, Placement, Step, TaskOutcome,
 };
+use malcolm_proto::heartbeat::rho_of_tasks;
 use malcolm_proto::{Heartbeat, HEARTBEAT_LEN};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,6 +78,7 @@ struct TaskRec {
     class: u32,
     size_bytes: u32,
     service_ns: u64,
+    estimate_ns: u64,
     arrival_ns: u64,
     deadline_ns: u64,
     step: u64,
@@ -133,10 +137,14 @@ enum Phase {
     Running,
 }
 
-/// RNG stream ids, so each random process has its own sequence.
+/// RNG stream ids, so each random process has its own sequence (the estimates have their
+/// own, so a seed's arrivals and services do not depend on the estimate model).
 const STREAM_POISSON: u64 = 1;
 const STREAM_BURST: u64 = 2;
 const STREAM_HEARTBEAT: u64 = 3;
+const STREAM_POISSON_ESTIMATE: u64 = 4;
+const STREAM_BURST_ESTIMATE: u64 = 5;
+const STREAM_TRACE_ESTIMATE: u64 = 6;
 
 /// The embedded rack simulator.
 pub struct RackSim {
@@ -183,6 +191,10 @@ pub struct RackSim {
     metrics: Metrics,
     /// Time of the most recent Step (utilisation since then).
     last_step_time: u64,
+    /// Mean true service per class, for class-mean estimates.
+    class_means: Vec<(u32, f64)>,
+    /// Why the last episode was cut short (a failing task source), until taken.
+    source_error: Option<SimError>,
 }
 
 impl RackSim {
@@ -190,8 +202,9 @@ impl RackSim {
         scenario.validate()?;
         if let Some(t) = &scenario.workload.trace {
             // Fail early on a missing file or a bad first row.
-            TraceGen::open(t, scenario.nodes.len() as u32)?;
+            TraceGen::open(t, scenario.nodes.len() as u32, None)?;
         }
+        let class_means = class_means(&scenario)?;
         let n = scenario.nodes.len();
         let nodes = scenario
             .nodes
@@ -241,6 +254,8 @@ impl RackSim {
             gst_pool: Vec::new(),
             metrics: Metrics::new(n),
             last_step_time: 0,
+            class_means,
+            source_error: None,
             scenario,
         })
     }
@@ -302,7 +317,7 @@ impl RackSim {
 
     /// Metrics of everything measured so far.
     pub fn report(&self) -> Report {
-        self.metrics.report(
+        let mut r = self.metrics.report(
             &self.scenario.name,
             self.seed,
             self.sim_time_total
@@ -313,13 +328,30 @@ impl RackSim {
                 },
             self.events,
             self.steps_total,
-        )
+        );
+        r.service_estimate = self.scenario.estimate.label();
+        r
     }
 
     fn episode_rng(&self, stream: u64) -> ChaCha8Rng {
         let mut r = ChaCha8Rng::seed_from_u64(self.seed);
         r.set_stream(self.episode << 8 | stream);
         r
+    }
+
+    fn estimator(&self, stream: u64) -> Estimator {
+        Estimator::new(
+            self.scenario.estimate,
+            self.class_means.clone(),
+            self.episode_rng(stream),
+        )
+    }
+
+    /// The error that cut the last episode short (a task source that failed mid-episode;
+    /// the episode then ended as truncated, never as terminated), if any. Taking it clears
+    /// it; the env loops return it as an error.
+    pub fn take_source_error(&mut self) -> Option<SimError> {
+        self.source_error.take()
     }
 
     fn start_episode(&mut self) -> Result<(), SimError> {
@@ -355,13 +387,23 @@ impl RackSim {
                 self.scenario.capacity(),
                 n,
                 self.episode_rng(STREAM_POISSON),
+                self.estimator(STREAM_POISSON_ESTIMATE),
             )
         });
-        self.bursts = w
-            .bursts
-            .map(|b| BurstGen::new(b, n, self.episode_rng(STREAM_BURST)));
+        self.bursts = w.bursts.map(|b| {
+            BurstGen::new(
+                b,
+                n,
+                self.episode_rng(STREAM_BURST),
+                self.estimator(STREAM_BURST_ESTIMATE),
+            )
+        });
         self.trace = match &w.trace {
-            Some(t) => Some(TraceGen::open(t, n)?),
+            Some(t) => Some(TraceGen::open(
+                t,
+                n,
+                Some(self.estimator(STREAM_TRACE_ESTIMATE)),
+            )?),
             None => None,
         };
         if let Some(p) = &self.poisson {
@@ -392,12 +434,17 @@ impl RackSim {
     ///
     /// Calling it again while a Step waits for its placement re-sends that Step (with fresh
     /// node state and no outcomes, which were already delivered).
+    ///
+    /// A task source that fails (an unreadable trace row) ends the episode as *truncated*
+    /// (the state still has value; it is not a natural end) and keeps the error for
+    /// [`RackSim::take_source_error`].
     pub fn next_event(&mut self) -> SimEvent {
         if self.phase == Phase::Idle {
             if let Err(e) = self.start_episode() {
-                // The trace was readable at construction; a failure now ends the episode.
+                // The trace was readable at construction; a failure now cuts the episode.
                 tracing::error!(error = %e, "cannot start episode");
-                return self.end_episode(EndReason::Terminated);
+                self.source_error = Some(e);
+                return self.end_episode(EndReason::Truncated);
             }
         }
         if self.has_outstanding {
@@ -420,8 +467,9 @@ impl RackSim {
                 Ok(Some(reason)) => return self.end_episode(reason),
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::error!(error = %e, "task source failed, ending the episode");
-                    return self.end_episode(EndReason::Terminated);
+                    tracing::error!(error = %e, "task source failed, cutting the episode");
+                    self.source_error = Some(e);
+                    return self.end_episode(EndReason::Truncated);
                 }
             }
             if self.has_outstanding {
@@ -567,6 +615,7 @@ impl RackSim {
             class: t.class,
             size_bytes: t.size_bytes,
             service_ns: t.service_ns,
+            estimate_ns: t.estimate_ns,
             arrival_ns: t.arrival_ns,
             deadline_ns: t.deadline_ns,
             step: 0,
@@ -630,11 +679,12 @@ impl RackSim {
     fn land(&mut self, h: u32) {
         let t = *self.tasks.get(h);
         let node = &mut self.nodes[t.target as usize];
-        let work_ns = node.spec.wall_ns(t.service_ns);
         node.enqueue(Job {
             handle: h,
+            id: t.id,
             deadline: t.deadline_ns,
-            work_ns,
+            work_ns: node.spec.wall_ns(t.service_ns),
+            est_ns: node.spec.wall_ns(t.estimate_ns),
         });
         self.schedule_drain(t.target);
     }
@@ -696,8 +746,7 @@ impl RackSim {
     fn heartbeat_of(&self, i: usize) -> Heartbeat {
         let node = &self.nodes[i];
         let sth = node.sth(self.now);
-        // rho of a node: tasks in system per core (1.0 = every core has exactly one task).
-        let rho = node.tasks_in_system() as f64 / node.spec.cores as f64;
+        let rho = rho_of_tasks(node.tasks_in_system() as u64, node.spec.cores);
         Heartbeat::from_sth(
             i as u8,
             &sth,
@@ -742,7 +791,7 @@ impl RackSim {
                 task_id: t.id,
                 origin: t.origin,
                 size_bytes: t.size_bytes,
-                service_estimate_ns: t.service_ns,
+                service_estimate_ns: t.estimate_ns,
                 deadline_ns: t.deadline_ns,
                 arrival_ns: t.arrival_ns,
                 class: t.class,
@@ -764,8 +813,7 @@ impl RackSim {
             });
             if !fresh {
                 let (sth, valid_until) = node.sth_until(now);
-                // rho of a node: tasks in system per core (1.0 = one task on every core).
-                let rho = node.tasks_in_system() as f64 / node.spec.cores as f64;
+                let rho = rho_of_tasks(node.tasks_in_system() as u64, node.spec.cores);
                 let hb = Heartbeat::from_sth(
                     i as u8,
                     &sth,
@@ -790,7 +838,7 @@ impl RackSim {
             s.min_slack_us = sth.min_slack_or_zero();
             // Running work shrinks with time even when the buckets do not move.
             s.sum_load_us = if fresh {
-                node.remaining_work_ns(now) / 1000
+                node.estimated_work_ns(now) / 1000
             } else {
                 sth.sum_load_us
             };
@@ -907,6 +955,29 @@ impl RackSim {
     }
 }
 
+/// Mean true service per task class for class-mean estimates: the law's mean for generated
+/// classes (0 Poisson, 1 micro-bursts), the trace's own per-class mean otherwise.
+fn class_means(s: &Scenario) -> Result<Vec<(u32, f64)>, SimError> {
+    if s.estimate != ServiceEstimate::ClassMean {
+        return Ok(Vec::new());
+    }
+    let mut m = match &s.workload.trace {
+        Some(t) => trace_class_means(t, s.nodes.len() as u32)?,
+        None => Vec::new(),
+    };
+    let mut set = |class: u32, mean: f64| match m.iter_mut().find(|(c, _)| *c == class) {
+        Some(e) => e.1 = mean,
+        None => m.push((class, mean)),
+    };
+    if let Some(p) = &s.workload.poisson {
+        set(0, p.service.mean_ns());
+    }
+    if let Some(b) = &s.workload.bursts {
+        set(1, b.service.mean_ns());
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -922,6 +993,7 @@ mod tests {
             deadline_ns,
             size_bytes: 1000,
             class: 0,
+            estimate_ns: None,
         }
     }
 
@@ -1020,7 +1092,7 @@ mod tests {
                     assert_eq!(s.total_tasks, fresh.total_tasks);
                     assert_eq!(
                         s.sum_load_us,
-                        sim.nodes[i].remaining_work_ns(st.sim_time_ns) / 1000
+                        sim.nodes[i].estimated_work_ns(st.sim_time_ns) / 1000
                     );
                     let hb = sim.heartbeat_of(i);
                     let f = ns.heartbeat.as_ref().unwrap();

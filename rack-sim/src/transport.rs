@@ -275,6 +275,10 @@ pub enum EnvLoopError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// The task source failed mid-episode: the episode was ended as truncated (the agent got
+    /// its EpisodeEnd) and the run stops here.
+    #[error("episode {episode} cut short by its task source: {source}")]
+    Source { episode: u64, source: SimError },
     #[error("agent answered {request} with error {code:?}: {message}")]
     Agent {
         request: &'static str,
@@ -358,6 +362,7 @@ pub fn run_env_loop(
                 }
             }
             SimEvent::EpisodeEnd(end) => {
+                let episode = end.episode;
                 match expect_reply("EpisodeEnd", call(client, Body::EpisodeEnd(end))?)? {
                     Body::Ack(_) => {}
                     other => {
@@ -366,6 +371,14 @@ pub fn run_env_loop(
                             got: body_name(&other),
                         })
                     }
+                }
+                if let Some(source) = sim.take_source_error() {
+                    let close = Close {
+                        reason: format!("task source failed: {source}"),
+                    };
+                    // Best effort: the run fails with the source's error either way.
+                    let _ = call(client, Body::Close(close));
+                    return Err(EnvLoopError::Source { episode, source });
                 }
                 done += 1;
             }
@@ -378,7 +391,8 @@ pub fn run_env_loop(
     Ok(sim.report())
 }
 
-/// Runs one episode with a closure as the agent; returns the EpisodeEnd.
+/// Runs one episode with a closure as the agent; returns the EpisodeEnd, or the task
+/// source's error when the episode was cut short by it.
 pub fn run_episode(
     sim: &mut RackSim,
     decide: &mut dyn FnMut(&Step) -> Placement,
@@ -390,7 +404,12 @@ pub fn run_episode(
                 sim.apply(&p)?;
                 sim.recycle(step);
             }
-            SimEvent::EpisodeEnd(end) => return Ok(end),
+            SimEvent::EpisodeEnd(end) => {
+                return match sim.take_source_error() {
+                    Some(e) => Err(e),
+                    None => Ok(end),
+                }
+            }
         }
     }
 }

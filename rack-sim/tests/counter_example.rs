@@ -61,6 +61,7 @@ fn task(arrival_ns: u64, service_ns: u64, deadline_ns: u64) -> TraceTask {
         deadline_ns,
         size_bytes: 1000,
         class: 0,
+        estimate_ns: None,
     }
 }
 
@@ -81,6 +82,8 @@ fn scenario(discipline: Discipline, network: NetworkModel, t2_first: bool) -> Sc
     );
     s.network = network;
     s.decision.window_ns = 0;
+    // The design's thought experiment assumes known service times: exact estimates.
+    s.estimate = rack_sim::ServiceEstimate::Exact;
     s
 }
 

@@ -28,6 +28,7 @@ fn workload() -> Vec<TraceTask> {
         deadline_ns: 5_000 * US,
         size_bytes: 0,
         class: 0,
+        estimate_ns: None,
     }];
     // One short task every 20 us from 1 us on, deadline A + 3 x 10 us.
     for i in 0..100u64 {
@@ -39,6 +40,7 @@ fn workload() -> Vec<TraceTask> {
             deadline_ns: a + 30 * US,
             size_bytes: 0,
             class: 0,
+            estimate_ns: None,
         });
     }
     v
@@ -53,6 +55,8 @@ fn edf_beats_fcfs_on_a_long_plus_short_mix() {
             TraceSource::Inline(workload()),
         );
         s.decision.window_ns = 0;
+        // The design's example: the node knows the service times (exact estimates).
+        s.estimate = rack_sim::ServiceEstimate::Exact;
         run_recording(s, Local)
     };
     let (fcfs, fcfs_out) = run(Discipline::fcfs());

@@ -153,3 +153,120 @@ fn hello_describes_the_rack() {
     assert_eq!(h.seed, 5);
     assert!(h.parameters.contains_key("mean_service_ns"));
 }
+
+#[test]
+fn a_failing_trace_cuts_the_episode_and_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.csv");
+    let mut f = std::fs::File::create(&path).unwrap();
+    writeln!(f, "arrival_ns,origin,service_ns,deadline_ns,size_bytes").unwrap();
+    for i in 0..100u64 {
+        writeln!(f, "{},0,1000,{},0", i * 5_000, i * 5_000 + 30_000).unwrap();
+    }
+    // Time travel at row 101: the source fails mid-episode.
+    writeln!(f, "1000,0,1000,40000,0").unwrap();
+    drop(f);
+    let nodes = by_name("homogeneous-2").unwrap().nodes;
+    let s = Scenario::trace("trace", nodes, TraceSource::File(path));
+    let mut sim = RackSim::new(s.clone(), 1).unwrap();
+    let end = loop {
+        match sim.next_event() {
+            SimEvent::Step(st) => sim.apply(&local(&st)).unwrap(),
+            SimEvent::EpisodeEnd(e) => break e,
+        }
+    };
+    // Not a natural end: learners must not treat it as terminal.
+    assert_eq!(end.reason, EndReason::Truncated as i32);
+    assert!(matches!(sim.take_source_error(), Some(SimError::Trace(_))));
+    assert!(sim.take_source_error().is_none(), "taken once");
+    // The closure runner and the env loop report it as an error.
+    let mut sim = RackSim::new(s.clone(), 1).unwrap();
+    assert!(matches!(
+        run_episode(&mut sim, &mut local),
+        Err(SimError::Trace(_))
+    ));
+    let mut sim = RackSim::new(s, 1).unwrap();
+    let policy = malcolm_policies::baselines::factory_by_name("round-robin", &Default::default())
+        .unwrap()
+        .new_session(&sim.hello("t"), 1)
+        .unwrap();
+    let err = rack_sim::run_policy(&mut sim, policy, 1).unwrap_err();
+    assert!(
+        matches!(err, rack_sim::EnvLoopError::Source { episode: 0, .. }),
+        "{err}"
+    );
+}
+
+/// Pending tasks of one episode with local placement: (task id, arrival, origin, estimate,
+/// deadline).
+fn pending(spec: &str, seed: u64) -> Vec<(u64, u64, u32, u64, u64)> {
+    let mut sim = RackSim::new(by_name(spec).unwrap(), seed).unwrap();
+    let mut v = Vec::new();
+    run_episode(&mut sim, &mut |st| {
+        v.extend(st.tasks.iter().map(|t| {
+            (
+                t.task_id,
+                t.arrival_ns,
+                t.origin,
+                t.service_estimate_ns,
+                t.deadline_ns,
+            )
+        }));
+        local(st)
+    })
+    .unwrap();
+    // Arrivals after the task limit keep the load steady but are not part of the episode.
+    v.retain(|t| t.0 < 3000);
+    v.sort();
+    v
+}
+
+#[test]
+fn estimates_have_their_own_stream_and_set_the_deadline() {
+    let base = "homogeneous-4:tasks=3000,warmup=0,f=3";
+    let exact = pending(&format!("{base},estimate=exact"), 8);
+    let noisy = pending(&format!("{base},estimate=noisy"), 8);
+    let mean = pending(&format!("{base},estimate=class_mean"), 8);
+    assert_eq!(exact.len(), 3000);
+    // Same arrivals and origins whatever the estimate model.
+    let key = |v: &[(u64, u64, u32, u64, u64)]| -> Vec<(u64, u64, u32)> {
+        v.iter().map(|t| (t.0, t.1, t.2)).collect()
+    };
+    assert_eq!(key(&exact), key(&noisy));
+    assert_eq!(key(&exact), key(&mean));
+    // D = A + F x estimate, for every model.
+    for v in [&exact, &noisy, &mean] {
+        for t in v.iter() {
+            assert_eq!(t.4 - t.1, (3.0 * t.3 as f64).round() as u64, "{t:?}");
+        }
+    }
+    // Class mean: one value, the law's mean.
+    let law_mean = by_name(base)
+        .unwrap()
+        .workload
+        .poisson
+        .unwrap()
+        .service
+        .mean_ns();
+    assert!(mean.iter().all(|t| t.3 == (law_mean + 0.5) as u64));
+    // Noisy: a log-normal factor around the exact estimate (the true service), sigma 0.5.
+    let logs: Vec<f64> = exact
+        .iter()
+        .zip(&noisy)
+        .map(|(e, n)| (n.3 as f64 / e.3 as f64).ln())
+        .collect();
+    let m = logs.iter().sum::<f64>() / logs.len() as f64;
+    let sd = (logs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (logs.len() - 1) as f64).sqrt();
+    assert!(m.abs() < 4.0 * 0.5 / (logs.len() as f64).sqrt(), "{m}");
+    assert!((sd - 0.5).abs() < 0.05, "{sd}");
+    // The default is noisy, and Hello says so.
+    assert_eq!(pending(base, 8), noisy);
+    let sim = RackSim::new(by_name(base).unwrap(), 8).unwrap();
+    assert_eq!(
+        sim.hello("t")
+            .parameters
+            .get("service_estimate")
+            .map(String::as_str),
+        Some("noisy(sigma=0.5)")
+    );
+}
