@@ -1,0 +1,152 @@
+"""Observation and action spaces declared from a ``Hello``, and the mapping of a ``Step`` onto
+them. The layout (indices are stable; the README's "Bring your own agent" section repeats it):
+
+``obs["nodes"]``  float32 ``[N, 28]``, fresh state of every node:
+    0..15 STH bucket counts (bucket 0: already late; SPEC section 4), 16 tasks queued or
+    running, 17 min slack (us), 18 remaining work (us), 19 PANIC flag, 20 IDLE flag,
+    21 load factor (tasks in system / cores), 22 slack p10 (us), 23 slack p50 (us),
+    24 queue length, 25 utilisation since the previous Step, 26 cores, 27 core speed.
+``obs["gst"]``  float32 ``[N, N, 8]``: ``gst[i, j]`` is node i's stale view of node j (its
+    Global State Table, present when node i originates a pending task): 0 known (1 when a
+    heartbeat of j was received), 1 age (us), 2 PANIC, 3 IDLE, 4 load factor, 5 slack p10
+    (us), 6 slack p50 (us), 7 queue length. Rows of nodes without a view are zero.
+``obs["gst_mask"]``  int8 ``[N]``: 1 where ``gst[i]`` holds a view.
+``obs["tasks"]``  float32 ``[T, 6]``, the pending tasks in the Step's order, padded to
+    ``T = max_tasks``: 0 origin node, 1 slack to the deadline now (us), 2 service estimate on a
+    speed-1 core (us), 3 time waited since arrival (us), 4 request size (bytes), 5 class
+    (0 regular, 1 micro-burst).
+``obs["task_mask"]``  int8 ``[T]``: 1 for the Step's tasks, 0 for padding.
+
+The action is ``MultiDiscrete([N] * T)``: a target node for every row of ``obs["tasks"]``;
+entries of padding rows are ignored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium import spaces
+
+from malcolm.bridge.v1 import bridge_pb2 as pb
+
+#: Pending tasks the spaces have room for by default: rack-sim's and the OMNeT++ coordinator's
+#: largest decision batch (DEFAULT_MAX_BATCH / maxTasksPerStep).
+DEFAULT_MAX_TASKS = 64
+
+NODE_FEATURES = 28
+GST_FEATURES = 8
+TASK_FEATURES = 6
+STH_BUCKETS = 16
+
+# Column indices, for code that reads observations by name.
+N_TOTAL, N_MIN_SLACK, N_LOAD, N_PANIC, N_IDLE, N_RHO, N_P10, N_P50, N_QUEUE, N_UTIL, N_CORES, N_SPEED = range(16, 28)
+G_KNOWN, G_AGE, G_PANIC, G_IDLE, G_RHO, G_P10, G_P50, G_QUEUE = range(8)
+T_ORIGIN, T_SLACK, T_SERVICE, T_WAITED, T_SIZE, T_CLASS = range(6)
+
+#: The 16-byte heartbeat payload (SPEC section 4), little-endian and packed.
+HEARTBEAT_DTYPE = np.dtype(
+    [
+        ("node_id", "u1"),
+        ("flags", "u1"),
+        ("load_factor", "<u2"),
+        ("slack_p10_us", "<i2"),
+        ("slack_p50_us", "<i2"),
+        ("queue_len", "<u4"),
+        ("reserved", "<u4"),
+    ]
+)
+FLAG_PANIC = 0x01
+FLAG_IDLE = 0x02
+AGE_UNKNOWN = (1 << 64) - 1
+
+
+def decode_heartbeats(data: bytes) -> np.ndarray:
+    """N x 16 bytes -> a structured array of N heartbeats."""
+    if len(data) % HEARTBEAT_DTYPE.itemsize:
+        raise ValueError(f"heartbeat bytes must be a multiple of 16, got {len(data)}")
+    return np.frombuffer(data, dtype=HEARTBEAT_DTYPE)
+
+
+def make_spaces(n: int, max_tasks: int) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
+    f32 = np.float32
+    obs = spaces.Dict(
+        {
+            "nodes": spaces.Box(-np.inf, np.inf, (n, NODE_FEATURES), f32),
+            "gst": spaces.Box(-np.inf, np.inf, (n, n, GST_FEATURES), f32),
+            "gst_mask": spaces.MultiBinary(n),
+            "tasks": spaces.Box(-np.inf, np.inf, (max_tasks, TASK_FEATURES), f32),
+            "task_mask": spaces.MultiBinary(max_tasks),
+        }
+    )
+    act = spaces.MultiDiscrete(np.full(max_tasks, n, dtype=np.int64))
+    return obs, act
+
+
+class ObservationBuilder:
+    """Fills observation arrays from Steps of one rack (static node columns from the Hello)."""
+
+    def __init__(self, hello: pb.Hello, max_tasks: int):
+        self.n = len(hello.nodes)
+        self.max_tasks = max_tasks
+        self.cores = np.array([max(s.cores, 1) for s in hello.nodes], dtype=np.float32)
+        self.speed = np.array([s.speed if s.speed > 0 else 1.0 for s in hello.nodes], dtype=np.float32)
+
+    def empty(self) -> dict:
+        n, t = self.n, self.max_tasks
+        nodes = np.zeros((n, NODE_FEATURES), np.float32)
+        nodes[:, N_CORES] = self.cores
+        nodes[:, N_SPEED] = self.speed
+        return {
+            "nodes": nodes,
+            "gst": np.zeros((n, n, GST_FEATURES), np.float32),
+            "gst_mask": np.zeros(n, np.int8),
+            "tasks": np.zeros((t, TASK_FEATURES), np.float32),
+            "task_mask": np.zeros(t, np.int8),
+        }
+
+    def build(self, step: pb.Step) -> dict:
+        obs = self.empty()
+        nodes, gst, gst_mask = obs["nodes"], obs["gst"], obs["gst_mask"]
+        now = step.sim_time_ns
+        for i, ns in enumerate(step.nodes):
+            row = nodes[i]
+            if ns.HasField("sth"):
+                s = ns.sth
+                row[:STH_BUCKETS] = s.buckets
+                row[N_TOTAL] = s.total_tasks
+                row[N_MIN_SLACK] = s.min_slack_us
+                row[N_LOAD] = s.sum_load_us
+            if ns.HasField("heartbeat"):
+                h = ns.heartbeat
+                row[N_PANIC] = h.flags & FLAG_PANIC
+                row[N_IDLE] = (h.flags & FLAG_IDLE) >> 1
+                row[N_RHO] = h.load_factor_milli / 1000.0
+                row[N_P10] = h.slack_p10_us
+                row[N_P50] = h.slack_p50_us
+                row[N_QUEUE] = h.queue_len
+            row[N_UTIL] = ns.utilisation
+            if ns.HasField("gst"):
+                hb = decode_heartbeats(ns.gst.heartbeats)
+                age = np.fromiter(ns.gst.age_ns, dtype=np.uint64, count=self.n)
+                known = age != AGE_UNKNOWN
+                g = gst[i]
+                g[:, G_KNOWN] = known
+                g[:, G_AGE] = np.where(known, age, 0) / 1e3
+                g[:, G_PANIC] = hb["flags"] & FLAG_PANIC
+                g[:, G_IDLE] = (hb["flags"] & FLAG_IDLE) >> 1
+                g[:, G_RHO] = hb["load_factor"] / 1000.0
+                g[:, G_P10] = hb["slack_p10_us"]
+                g[:, G_P50] = hb["slack_p50_us"]
+                g[:, G_QUEUE] = hb["queue_len"]
+                g[~known] = 0.0
+                gst_mask[i] = 1
+        tasks = obs["tasks"]
+        for k, t in enumerate(step.tasks):
+            r = tasks[k]
+            r[T_ORIGIN] = t.origin
+            r[T_SLACK] = (t.deadline_ns - now) / 1e3
+            r[T_SERVICE] = t.service_estimate_ns / 1e3
+            r[T_WAITED] = (now - t.arrival_ns) / 1e3
+            r[T_SIZE] = t.size_bytes
+            r[T_CLASS] = getattr(t, "class")
+        obs["task_mask"][: len(step.tasks)] = 1
+        return obs
