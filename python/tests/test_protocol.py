@@ -255,9 +255,10 @@ def test_reset_mid_episode_tells_an_external_env_and_a_second_env_is_turned_away
         env.reset()
         # One env at a time: a second Hello gets UNAVAILABLE, the first session is untouched.
         other.send("hello", hello(env_id="intruder"))
+        env.hub.pump(lambda: other.sock.poll(0), 5, "the intruder's Hello")
+        assert "busy" in expect_error(other, "UNAVAILABLE")
         fake.send("step", step(index=1, tasks=[(2, 0, 1000, 2_000_000)]))
         env.step([0, 0, 0, 0])
-        assert "busy" in expect_error(other, "UNAVAILABLE")
         assert fake.recv().WhichOneof("body") == "placement"
         # reset() mid-episode: the pending Step is refused, the env told why.
         with pytest.raises(EnvTimeout):

@@ -45,39 +45,47 @@ DEFAULT_HELLO_TIMEOUT_S = 60.0
 #: Seed of the first episode of a launched env when none is given (agent-server env's default).
 DEFAULT_SEED = 1
 
-#: One row per task outcome in ``info["outcomes"]``.
-OUTCOME_DTYPE = np.dtype(
-    [
-        ("task_id", "u8"),
-        ("node_id", "u4"),
-        ("origin", "u4"),
-        ("kind", "i4"),  # malcolm.bridge.v1.OutcomeKind: 1 completed, 2 missed, 3 dropped
-        ("arrival_ns", "u8"),
-        ("finish_ns", "u8"),
-        ("deadline_ns", "u8"),
-        ("latency_ns", "u8"),
-        ("task_class", "u4"),
-        ("decided_at_step", "u8"),
-        ("reward", "f8"),
-    ]
-)
+#: The columns of ``info["outcomes"]`` (one array each, one entry per task outcome) and their
+#: dtypes; ``kind`` is a ``malcolm.bridge.v1.OutcomeKind`` (1 completed, 2 missed, 3 dropped).
+OUTCOME_COLUMNS = {
+    "task_id": np.uint64,
+    "node_id": np.uint32,
+    "origin": np.uint32,
+    "kind": np.int32,
+    "arrival_ns": np.uint64,
+    "finish_ns": np.uint64,
+    "deadline_ns": np.uint64,
+    "latency_ns": np.uint64,
+    "task_class": np.uint32,
+    "decided_at_step": np.uint64,
+    "reward": np.float64,
+}
 
 
-def score_outcomes(session: Session, outcomes, cfg: rw.RewardConfig) -> tuple[float, np.ndarray]:
+def score_outcomes(session: Session, outcomes, cfg: rw.RewardConfig) -> tuple[float, dict]:
     """Per-task rewards of ``outcomes`` (a drop's uses the service it would have had on its node,
-    known from the placement); returns the sum and the ``OUTCOME_DTYPE`` rows."""
-    rows = np.empty(len(outcomes), OUTCOME_DTYPE)
-    total = 0.0
+    known from the placement); returns the sum and the ``OUTCOME_COLUMNS`` arrays."""
     in_flight, speed = session.in_flight, session.speed
-    for k, o in enumerate(outcomes):
+    rewards = []
+    for o in outcomes:
         est_ns = in_flight.pop(o.task_id, 0)
-        r = rw.task_reward(cfg, o.kind, o.finish_ns, o.deadline_ns, o.latency_ns, est_ns / 1e3 / speed[o.node_id])
-        total += r
-        rows[k] = (
-            o.task_id, o.node_id, o.origin, o.kind, o.arrival_ns, o.finish_ns, o.deadline_ns,
-            o.latency_ns, getattr(o, "class"), o.decided_at_step, r,
+        rewards.append(
+            rw.task_reward(cfg, o.kind, o.finish_ns, o.deadline_ns, o.latency_ns, est_ns / 1e3 / speed[o.node_id])
         )
-    return total, rows
+    cols = {
+        "task_id": [o.task_id for o in outcomes],
+        "node_id": [o.node_id for o in outcomes],
+        "origin": [o.origin for o in outcomes],
+        "kind": [o.kind for o in outcomes],
+        "arrival_ns": [o.arrival_ns for o in outcomes],
+        "finish_ns": [o.finish_ns for o in outcomes],
+        "deadline_ns": [o.deadline_ns for o in outcomes],
+        "latency_ns": [o.latency_ns for o in outcomes],
+        "task_class": [getattr(o, "class") for o in outcomes],
+        "decided_at_step": [o.decided_at_step for o in outcomes],
+        "reward": rewards,
+    }
+    return float(sum(rewards)), {k: np.array(v, dtype=OUTCOME_COLUMNS[k]) for k, v in cols.items()}
 
 
 class EpisodeStats:
@@ -88,9 +96,9 @@ class EpisodeStats:
         self.outcomes = self.on_time = self.missed = self.dropped = self.steps = 0
         self.ret = 0.0
 
-    def add(self, rows: np.ndarray, reward: float) -> None:
+    def add(self, rows: dict, reward: float) -> None:
         kinds = rows["kind"]
-        self.outcomes += len(rows)
+        self.outcomes += len(kinds)
         self.on_time += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_COMPLETED))
         self.missed += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_MISSED))
         self.dropped += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_DROPPED))
@@ -291,7 +299,6 @@ class RackEnv(gym.Env):
         s.in_flight.clear()
         terminated = end.reason == pb.END_REASON_TERMINATED
         info = {
-            "env_id": s.env_id,
             "seed": self._episode_seed,
             "episode": end.episode,
             "step_index": cur.step_index + 1,
@@ -311,9 +318,8 @@ class RackEnv(gym.Env):
 
     # --- internals -------------------------------------------------------------------------
 
-    def _info(self, step: pb.Step, rows: np.ndarray) -> dict:
+    def _info(self, step: pb.Step, rows: dict) -> dict:
         return {
-            "env_id": self._session.env_id,
             "seed": self._episode_seed,
             "episode": step.episode,
             "step_index": step.step_index,

@@ -158,7 +158,12 @@ class Hub:
             request_id, step.step_index, targets, self.policy_version, scores=scores, hold_ns=hold_ns
         )
         session.pending = None
-        self._send(session.prefix, data, session.env_id)
+        try:
+            self._send(session.prefix, data, session.env_id)
+        except BridgeError:
+            if self.liveness is not None:
+                self.liveness()  # a launched env that died says how
+            raise
 
     def abandon(self, session: Session, message: str) -> None:
         """Refuses the pending Step with an ``UNAVAILABLE`` Error (the env stops its episode) and
@@ -304,9 +309,15 @@ class Hub:
             raise IncompatibleEnv(msg)
         slot = self._free_slot(hello.env_id)
         if slot is None:
-            msg = f"all {len(self.slot_session)} env slots of this agent are busy"
+            if self.slot_for_env_id is not None:
+                msg = f"env id {hello.env_id!r} is not one of the envs this agent launched"
+            else:
+                msg = f"all {len(self.slot_session)} env slots of this agent are busy"
             log.warning("refused env %s: %s", hello.env_id, msg)
-            self._send(prefix, protocol.error_reply(rid, "UNAVAILABLE", msg), hello.env_id)
+            try:
+                self._send(prefix, protocol.error_reply(rid, "UNAVAILABLE", msg), hello.env_id)
+            except BridgeError:
+                pass  # e.g. a stopped env's Hello that was still queued
             return
         if self.rack is None:
             self.rack = hello
@@ -319,20 +330,25 @@ class Hub:
             speed=[n.speed if n.speed > 0 else 1.0 for n in hello.nodes],
         )
         self._next_session_id += 1
+        try:
+            self._send(
+                prefix,
+                protocol.welcome_reply(rid, s.session_id, self.policy_name, self.policy_version, self.mode),
+                hello.env_id,
+            )
+        except BridgeError:
+            log.warning("env %s left before its Welcome", hello.env_id)
+            self._retire(identity)
+            return
         self.sessions[identity] = s
         self.slot_session[slot] = s
-        self._send(
-            prefix,
-            protocol.welcome_reply(rid, s.session_id, self.policy_name, self.policy_version, self.mode),
-            hello.env_id,
-        )
         log.info("env %s connected (slot %d, scenario %s, seed %d)", hello.env_id, slot, hello.scenario, hello.seed)
 
     def _free_slot(self, env_id: str) -> Optional[int]:
         if self.slot_for_env_id is not None:
+            # Launched envs: each process has its slot; anything else is turned away.
             slot = self.slot_for_env_id(env_id)
-            if slot is not None:
-                return slot if self.slot_session[slot] is None else None
+            return slot if slot is not None and self.slot_session[slot] is None else None
         for i, s in enumerate(self.slot_session):
             if s is None:
                 return i

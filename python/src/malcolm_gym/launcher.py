@@ -150,6 +150,7 @@ class EnvLauncher:
         self.keep_logs = keep_logs
         self.dir = Path(tempfile.mkdtemp(prefix="malcolm-gym-"))
         self.procs: dict[int, _Proc] = {}
+        self.starts: dict[int, int] = {}
         if simulator == "rack-sim":
             self.binary = find_agent_server(agent_server)
         else:
@@ -161,7 +162,9 @@ class EnvLauncher:
             self.omnetpp_runs = omnetpp_runs
 
     def env_id(self, slot: int) -> str:
-        return f"py-{os.getpid()}-{id(self) & 0xFFFF:04x}-{slot}"
+        """The env id the current process of ``slot`` announces: a restarted process gets a new
+        one, so a Hello its predecessor left in the socket is not taken for its own."""
+        return f"py-{os.getpid()}-{id(self) & 0xFFFF:04x}-{slot}.{self.starts.get(slot, 0)}"
 
     def slot_of(self, env_id: str) -> Optional[int]:
         for slot in self.procs:
@@ -199,6 +202,7 @@ class EnvLauncher:
     def start(self, slot: int, seed: int, stride: int = 1) -> None:
         """(Re)starts the env process of ``slot``: episode k runs seed ``seed + k * stride``."""
         self.stop(slot)
+        self.starts[slot] = self.starts.get(slot, 0) + 1
         log_path = self.dir / f"env-{slot}.log"
         report = self.dir / f"env-{slot}.report.jsonl"
         report.unlink(missing_ok=True)

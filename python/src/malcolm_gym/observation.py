@@ -17,6 +17,9 @@ them. The layout (indices are stable; the README's "Bring your own agent" sectio
     (0 regular, 1 micro-burst).
 ``obs["task_mask"]``  int8 ``[T]``: 1 for the Step's tasks, 0 for padding.
 
+Each column's bounds in the space are its wire field's (u32 counts, saturating i16 percentiles,
+rho x 1000 in a u16), or the float32 range for 64-bit fields.
+
 The action is ``MultiDiscrete([N] * T)``: a target node for every row of ``obs["tasks"]``;
 entries of padding rows are ignored.
 """
@@ -66,14 +69,36 @@ def decode_heartbeats(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=HEARTBEAT_DTYPE)
 
 
+# Bounds of every column, from the wire types of the fields they come from (u32 counts,
+# saturating i16 percentiles, rho x 1000 in a u16); F32_MAX where the field is 64-bit.
+F32_MAX = float(np.finfo(np.float32).max)
+U32 = float(2**32 - 1)
+I16 = (-32768.0, 32767.0)
+RHO = (0.0, 65.535)
+FLAG = (0.0, 1.0)
+NODE_BOUNDS = (
+    [(0.0, U32)] * STH_BUCKETS
+    + [(0.0, U32), (-F32_MAX, F32_MAX), (0.0, F32_MAX), FLAG, FLAG, RHO, I16, I16, (0.0, U32), (0.0, F32_MAX),
+       (0.0, U32), (0.0, F32_MAX)]
+)
+GST_BOUNDS = [FLAG, (0.0, F32_MAX), FLAG, FLAG, RHO, I16, I16, (0.0, U32)]
+TASK_BOUNDS = [(0.0, 255.0), (-F32_MAX, F32_MAX), (0.0, F32_MAX), (-F32_MAX, F32_MAX), (0.0, U32), (0.0, U32)]
+
+
+def _box(bounds, shape) -> spaces.Box:
+    low = np.broadcast_to(np.array([b[0] for b in bounds], np.float32), shape)
+    high = np.broadcast_to(np.array([b[1] for b in bounds], np.float32), shape)
+    return spaces.Box(low.copy(), high.copy(), shape, np.float32)
+
+
 def make_spaces(n: int, max_tasks: int) -> tuple[spaces.Dict, spaces.MultiDiscrete]:
-    f32 = np.float32
+    task_bounds = [(0.0, float(n - 1))] + TASK_BOUNDS[1:]
     obs = spaces.Dict(
         {
-            "nodes": spaces.Box(-np.inf, np.inf, (n, NODE_FEATURES), f32),
-            "gst": spaces.Box(-np.inf, np.inf, (n, n, GST_FEATURES), f32),
+            "nodes": _box(NODE_BOUNDS, (n, NODE_FEATURES)),
+            "gst": _box(GST_BOUNDS, (n, n, GST_FEATURES)),
             "gst_mask": spaces.MultiBinary(n),
-            "tasks": spaces.Box(-np.inf, np.inf, (max_tasks, TASK_FEATURES), f32),
+            "tasks": _box(task_bounds, (max_tasks, TASK_FEATURES)),
             "task_mask": spaces.MultiBinary(max_tasks),
         }
     )

@@ -299,7 +299,7 @@ class RackVectorEnv(VectorEnv):
         _, rows = score_outcomes(s, ev.step.outcomes, self.reward_config)
         return self._info(i, ev.step, rows)
 
-    def _info(self, i: int, step: pb.Step, rows: np.ndarray) -> dict:
+    def _info(self, i: int, step: pb.Step, rows: dict) -> dict:
         s = self._sessions[i]
         return {
             "env_id": s.env_id,
