@@ -4,10 +4,13 @@
 //! interface every policy implements (a Step's state in, one target node per pending task
 //! out, plus learning hooks); [`PolicyFactory`] makes one per env session and owns whatever
 //! the sessions share (a learner, a mode). The baselines live here, the libtorch agents
-//! (IQN Malcolm-Strict, original Malcolm) in `agent-server`.
+//! (IQN Malcolm-Strict, original Malcolm) in the `malcolm-agents` crate. [`view`] is what an
+//! origin knows of the rack (its stale GST and a wait estimate built from it), shared by
+//! slack-greedy and the learner's features; [`reward`] holds the reward functions.
 
 pub mod baselines;
 pub mod reward;
+pub mod view;
 
 use malcolm_proto::bridge::{EpisodeEnd, Hello, Step, TaskOutcome};
 use std::path::Path;

@@ -3,7 +3,9 @@
 //! recent placements, the node speeds and cores from the Hello). The task stays on its origin
 //! when it is feasible there (fresh, exact information, no network); otherwise it goes to the
 //! candidate where it keeps the most slack. It solves the design's chapter-2.4
-//! counter-example, which a load-variance balancer gets wrong.
+//! counter-example, which a load-variance balancer gets wrong. The wait estimates come from
+//! [`crate::view::WaitModel`], shared with the learner's features; work placed earlier in the
+//! same Step, by any origin, counts against a candidate.
 //!
 //! Candidates are the origin plus [`DEFAULT_SAMPLE`] random other nodes: comparing against
 //! every node makes all origins chase the same stale "best" node between heartbeats (on
@@ -11,10 +13,10 @@
 //! none). `local_margin_ns = None, sample = None` gives the pure "most slack over all nodes"
 //! rule of the design's narrative.
 
-use super::{check_step, sample_distinct, NetInfo};
+use super::{check_step, sample_distinct};
+use crate::view::WaitModel;
 use crate::{Decision, Policy, PolicyError};
 use malcolm_proto::bridge::{Hello, Step};
-use malcolm_proto::Heartbeat;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -22,17 +24,6 @@ use rand_chacha::ChaCha8Rng;
 pub const DEFAULT_SAMPLE: usize = 2;
 /// Stay on the origin when the estimated slack there is at least this (ns): any feasible.
 pub const DEFAULT_LOCAL_MARGIN_NS: f64 = 0.0;
-
-/// How many observed tasks the running mean of service times averages over at most (it then
-/// becomes an exponential average that follows drifting workloads).
-const SERVICE_MEAN_WINDOW: f64 = 10_000.0;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Placed {
-    /// Work per core (wall ns) this origin sent to the node, as of `at`.
-    backlog_ns: f64,
-    at: u64,
-}
 
 pub struct SlackGreedy {
     /// Keep a task on its origin whenever its estimated slack there is at least this much
@@ -43,120 +34,40 @@ pub struct SlackGreedy {
     pub sample: Option<usize>,
     rng: ChaCha8Rng,
     candidates: Vec<u32>,
-    cores: Vec<f64>,
-    speed: Vec<f64>,
-    net: NetInfo,
-    mean_service_ns: f64,
-    seen: f64,
-    /// `placed[o * n + j]`: what origin o recently sent to node j (the origin knows only its
-    /// own placements).
-    placed: Vec<Placed>,
-    /// Work per core added to each node by this Step so far (fresh state does not have it).
-    step_added: Vec<f64>,
+    /// What each origin knows: waits from its GST, its own and this Step's placements.
+    model: WaitModel,
     order: Vec<usize>,
-    wait: Vec<f64>,
 }
 
 impl SlackGreedy {
     pub fn new(hello: &Hello, seed: u64) -> Self {
-        let n = hello.nodes.len();
-        let mean_service_ns = hello
-            .parameters
-            .get("mean_service_ns")
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
         Self {
             local_margin_ns: Some(DEFAULT_LOCAL_MARGIN_NS),
             sample: Some(DEFAULT_SAMPLE),
             rng: ChaCha8Rng::seed_from_u64(seed),
             candidates: Vec::new(),
-            cores: hello.nodes.iter().map(|s| s.cores.max(1) as f64).collect(),
-            speed: hello
-                .nodes
-                .iter()
-                .map(|s| if s.speed > 0.0 { s.speed } else { 1.0 })
-                .collect(),
-            net: NetInfo::from_hello(hello),
-            mean_service_ns,
-            seen: if mean_service_ns > 0.0 { 1.0 } else { 0.0 },
-            placed: vec![Placed::default(); n * n],
-            step_added: vec![0.0; n],
+            model: WaitModel::new(hello),
             order: Vec::new(),
-            wait: vec![0.0; n],
-        }
-    }
-
-    /// Estimated wait (ns from `now`) before a new task could start on every node, as origin
-    /// `o` sees it; written into `self.wait`.
-    fn estimate_waits(&mut self, step: &Step, o: usize) {
-        let n = self.cores.len();
-        let now = step.sim_time_ns;
-        let own = &step.nodes[o];
-        let gst = own.gst.as_ref();
-        for j in 0..n {
-            let (k, v) = (self.cores[j], self.speed[j]);
-            if j == o {
-                // Fresh and exact: the remaining work of the tasks already there.
-                let sth = own.sth.as_ref();
-                let tasks = sth.map_or(0, |s| s.total_tasks) as f64;
-                let load_ns = sth.map_or(0, |s| s.sum_load_us) as f64 * 1000.0;
-                let base = if tasks < k { 0.0 } else { load_ns / k };
-                self.wait[j] = base + self.step_added[j];
-                continue;
-            }
-            let mut hb_wait = 0.0;
-            let mut hb_sent = 0u64;
-            if let Some(g) = gst {
-                let age = g.age_ns.get(j).copied().unwrap_or(u64::MAX);
-                let bytes = g.heartbeats.get(16 * j..16 * j + 16);
-                if let (true, Some(b)) = (age != u64::MAX, bytes) {
-                    if let Ok(hb) = Heartbeat::decode(b) {
-                        hb_sent = now.saturating_sub(age);
-                        let q = hb.queue_len as f64;
-                        if !hb.idle() && q >= k {
-                            // Tasks ahead once a core frees, each a mean service on k cores.
-                            hb_wait = (q - k + 1.0) * self.mean_service_ns / (v * k);
-                        }
-                        // The node kept working since the heartbeat was sent.
-                        hb_wait = (hb_wait - age as f64).max(0.0);
-                    }
-                }
-            }
-            let p = self.placed[o * n + j];
-            // Placements that landed before the heartbeat was taken are already in it.
-            let mine = if p.at + self.net.one_way_ns <= hb_sent && hb_sent > 0 {
-                0.0
-            } else {
-                (p.backlog_ns - now.saturating_sub(p.at) as f64).max(0.0)
-            };
-            self.wait[j] = hb_wait + mine;
         }
     }
 }
 
 impl Policy for SlackGreedy {
     fn decide(&mut self, step: &Step, out: &mut Decision) -> Result<(), PolicyError> {
-        let n = self.cores.len();
+        let n = self.model.n();
         check_step(step, n)?;
         out.clear();
         out.targets.resize(step.tasks.len(), 0);
-        for t in &step.tasks {
-            self.seen = (self.seen + 1.0).min(SERVICE_MEAN_WINDOW);
-            self.mean_service_ns +=
-                (t.service_estimate_ns as f64 - self.mean_service_ns) / self.seen;
-        }
+        self.model.begin_step(step);
         // Most urgent first, so a tight task is not crowded out by a lax one of the same Step.
         self.order.clear();
         self.order.extend(0..step.tasks.len());
         self.order.sort_by_key(|&i| (step.tasks[i].deadline_ns, i));
-        self.step_added.fill(0.0);
         let now = step.sim_time_ns;
         let order = std::mem::take(&mut self.order);
         for &i in &order {
             let t = &step.tasks[i];
             let o = t.origin as usize;
-            self.estimate_waits(step, o);
-            let mut best: Option<(f64, usize)> = None;
             self.candidates.clear();
             match self.sample {
                 Some(d) => {
@@ -168,37 +79,34 @@ impl Policy for SlackGreedy {
                     .candidates
                     .extend((0..n as u32).filter(|&j| j as usize != o)),
             }
-            let candidates = std::mem::take(&mut self.candidates);
+            let slack_on = |j: usize| {
+                let wait = self.model.wait(step, o, j);
+                let transfer = self.model.transfer_ns(o, j, t.size_bytes);
+                self.model.slack_ns(
+                    now,
+                    &wait,
+                    transfer,
+                    t.service_estimate_ns,
+                    t.deadline_ns,
+                    j,
+                )
+            };
+            let local = slack_on(o);
             // The origin first: on a tie, keeping the task saves the network.
-            for j in std::iter::once(o).chain(candidates.iter().map(|&c| c as usize)) {
-                let transfer = self.net.transfer_ns(o as u32, j as u32, t.size_bytes) as f64;
-                let start = transfer.max(self.wait[j]);
-                let finish = now as f64 + start + t.service_estimate_ns as f64 / self.speed[j];
-                let slack = t.deadline_ns as f64 - finish;
-                if best.is_none_or(|(s, _)| slack > s) {
-                    best = Some((slack, j));
+            let mut best = (local, o);
+            for &c in &self.candidates {
+                let s = slack_on(c as usize);
+                if s > best.0 {
+                    best = (s, c as usize);
                 }
             }
-            self.candidates = candidates;
-            let (_, mut j) = best.expect("non-empty rack");
+            let mut j = best.1;
             if let Some(margin) = self.local_margin_ns {
-                let start = self.wait[o];
-                let finish = now as f64 + start + t.service_estimate_ns as f64 / self.speed[o];
-                if t.deadline_ns as f64 - finish >= margin {
+                if local >= margin {
                     j = o;
                 }
             }
-            let per_core = t.service_estimate_ns as f64 / self.speed[j] / self.cores[j];
-            if j == o {
-                self.step_added[j] += per_core;
-            } else {
-                let p = &mut self.placed[o * n + j];
-                let left = (p.backlog_ns - now.saturating_sub(p.at) as f64).max(0.0);
-                *p = Placed {
-                    backlog_ns: left + per_core,
-                    at: now,
-                };
-            }
+            self.model.record(o, j, t.service_estimate_ns);
             out.targets[i] = j as u32;
         }
         self.order = order;
@@ -211,6 +119,7 @@ mod tests {
     use super::super::testkit::*;
     use super::*;
     use malcolm_proto::heartbeat::FLAG_IDLE;
+    use malcolm_proto::Heartbeat;
 
     fn hb(node_id: u8, queue_len: u32, idle: bool) -> [u8; 16] {
         Heartbeat {
@@ -299,5 +208,38 @@ mod tests {
         p.local_margin_ns = None;
         p.decide(&s, &mut d).unwrap();
         assert_eq!(d.targets, vec![1]);
+    }
+
+    #[test]
+    fn tasks_of_one_step_from_other_origins_count_against_a_candidate() {
+        // Four 1-core nodes: origins 0 and 1 busy (100 us of work each), nodes 2 and 3 idle.
+        // Two 20 us tasks due in 45 us arrive in one Step, one at each busy origin. The first
+        // takes node 2 (ties go to the lower index); the second must see that task there and
+        // take node 3, not herd onto node 2 as it would with only its own placements in view.
+        let h = hello(&[(1, 1.0), (1, 1.0), (1, 1.0), (1, 1.0)]);
+        let mut p = SlackGreedy::new(&h, 0);
+        p.sample = None;
+        let view = [
+            hb(0, 3, false),
+            hb(1, 3, false),
+            hb(2, 0, true),
+            hb(3, 0, true),
+        ];
+        let mut nodes = vec![
+            node(0, 3, 100),
+            node(1, 3, 100),
+            node(2, 0, 0),
+            node(3, 0, 0),
+        ];
+        for n in nodes.iter_mut().take(2) {
+            n.gst = Some(gst(&view, 1_000));
+        }
+        let s = step(
+            nodes,
+            vec![task(1, 0, 20_000, 45_000), task(2, 1, 20_000, 45_500)],
+        );
+        let mut d = Decision::default();
+        p.decide(&s, &mut d).unwrap();
+        assert_eq!(d.targets, vec![2, 3]);
     }
 }

@@ -1,0 +1,343 @@
+//! What an origin node knows of the rack when it places a task, in one place: its stale Global
+//! State Table ([`GstView`]), and the wait estimate built from it ([`WaitModel`]) that
+//! slack-greedy and the learner's features both use, so the heuristic and the learner reason
+//! from the same numbers.
+//!
+//! The estimate of the wait before a new task could start on node `j`, as origin `o` sees it:
+//! - `j == o`: the origin's fresh state (remaining work over its cores once all are busy);
+//! - otherwise the heartbeat in `o`'s GST: tasks beyond the free cores times the running mean
+//!   service estimate, minus the heartbeat's age (the node kept working since), plus what `o`
+//!   itself sent to `j` that the heartbeat cannot show yet;
+//! - in both cases plus the work placed on `j` earlier in the same Step by other origins (the
+//!   agent decides a Step's tasks together, so it knows them; without this, every task of a
+//!   Step would herd onto the same best-looking node).
+
+use crate::baselines::NetInfo;
+use malcolm_proto::bridge::{Hello, NodeState, Step};
+use malcolm_proto::{Heartbeat, HEARTBEAT_LEN};
+
+/// How many observed tasks the running mean of service estimates averages over at most (it then
+/// becomes an exponential average that follows drifting workloads).
+pub const SERVICE_MEAN_WINDOW: f64 = 10_000.0;
+
+/// Read-only access to one node's Global State Table: heartbeat `j` and its age.
+#[derive(Debug, Clone, Copy)]
+pub struct GstView<'a> {
+    heartbeats: &'a [u8],
+    age_ns: &'a [u64],
+}
+
+impl<'a> GstView<'a> {
+    /// The GST carried by `node` (empty when it has none).
+    pub fn of(node: &'a NodeState) -> Self {
+        match node.gst.as_ref() {
+            Some(g) => Self {
+                heartbeats: &g.heartbeats,
+                age_ns: &g.age_ns,
+            },
+            None => Self {
+                heartbeats: &[],
+                age_ns: &[],
+            },
+        }
+    }
+
+    /// Heartbeat of node `j` and its age in ns; `None` when the origin has none yet (age
+    /// `u64::MAX` on the wire), or the entry is missing or undecodable.
+    pub fn get(&self, j: usize) -> Option<(Heartbeat, u64)> {
+        let age = *self.age_ns.get(j)?;
+        if age == u64::MAX {
+            return None;
+        }
+        let bytes = self
+            .heartbeats
+            .get(HEARTBEAT_LEN * j..HEARTBEAT_LEN * (j + 1))?;
+        Heartbeat::decode(bytes).ok().map(|hb| (hb, age))
+    }
+}
+
+/// A node's own heartbeat fields from its fresh state, as a decoded heartbeat (saturated like
+/// the wire format).
+pub fn fresh_heartbeat(node: &NodeState) -> Heartbeat {
+    match &node.heartbeat {
+        Some(h) => Heartbeat::from_values(
+            h.node_id as u8,
+            h.flags as u8,
+            h.load_factor_milli as u64,
+            h.slack_p10_us as i64,
+            h.slack_p50_us as i64,
+            h.queue_len as u64,
+            h.policy_version,
+        ),
+        None => Heartbeat::default(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Placed {
+    /// Work per core (wall ns) the origin sent to the node, as of `at`.
+    backlog_ns: f64,
+    at: u64,
+}
+
+/// The parts of a wait estimate, ns from the Step's time.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WaitEstimate {
+    /// From the node's state as the origin knows it (fresh for itself, heartbeat otherwise),
+    /// aged by the heartbeat's age.
+    pub state_ns: f64,
+    /// What the origin itself sent to the node and the state cannot show yet (remote nodes).
+    pub own_ns: f64,
+    /// Work placed on the node earlier in this Step by other origins.
+    pub step_ns: f64,
+}
+
+impl WaitEstimate {
+    pub fn total_ns(&self) -> f64 {
+        self.state_ns + self.own_ns + self.step_ns
+    }
+}
+
+/// Per-session wait model: node specs, network, running mean service estimate, each origin's
+/// recent placements, and this Step's placements.
+#[derive(Debug, Clone)]
+pub struct WaitModel {
+    n: usize,
+    pub cores: Vec<f64>,
+    pub speed: Vec<f64>,
+    pub net: NetInfo,
+    mean_service_ns: f64,
+    seen: f64,
+    /// `placed[o * n + j]`: what origin `o` recently sent to node `j` (an origin knows only its
+    /// own placements).
+    placed: Vec<Placed>,
+    /// Work per core placed on each node during the current Step, all origins.
+    step_total: Vec<f64>,
+    /// (origin, node, work per core) of the current Step, to subtract an origin's own part.
+    step_log: Vec<(u32, u32, f64)>,
+    step_time: u64,
+}
+
+impl WaitModel {
+    pub fn new(hello: &Hello) -> Self {
+        let n = hello.nodes.len();
+        let mean_service_ns = hello
+            .parameters
+            .get("mean_service_ns")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .unwrap_or(0.0);
+        Self {
+            n,
+            cores: hello.nodes.iter().map(|s| s.cores.max(1) as f64).collect(),
+            speed: hello
+                .nodes
+                .iter()
+                .map(|s| if s.speed > 0.0 { s.speed } else { 1.0 })
+                .collect(),
+            net: NetInfo::from_hello(hello),
+            mean_service_ns,
+            seen: if mean_service_ns > 0.0 { 1.0 } else { 0.0 },
+            placed: vec![Placed::default(); n * n],
+            step_total: vec![0.0; n],
+            step_log: Vec::new(),
+            step_time: 0,
+        }
+    }
+
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Running mean of the service estimates seen (ns; 0 before any).
+    pub fn mean_service_ns(&self) -> f64 {
+        self.mean_service_ns
+    }
+
+    /// Starts a Step: folds its tasks' service estimates into the running mean and forgets the
+    /// previous Step's placements.
+    pub fn begin_step(&mut self, step: &Step) {
+        for t in &step.tasks {
+            self.seen = (self.seen + 1.0).min(SERVICE_MEAN_WINDOW);
+            self.mean_service_ns +=
+                (t.service_estimate_ns as f64 - self.mean_service_ns) / self.seen;
+        }
+        self.step_total.fill(0.0);
+        self.step_log.clear();
+        self.step_time = step.sim_time_ns;
+    }
+
+    /// Work per core that `o` placed on `j` during this Step.
+    fn own_in_step(&self, o: usize, j: usize) -> f64 {
+        self.step_log
+            .iter()
+            .filter(|&&(lo, lj, _)| lo as usize == o && lj as usize == j)
+            .map(|&(_, _, w)| w)
+            .sum()
+    }
+
+    /// The wait before a new task could start on `j`, as origin `o` sees it at the Step's time.
+    pub fn wait(&self, step: &Step, o: usize, j: usize) -> WaitEstimate {
+        let now = step.sim_time_ns;
+        let (k, v) = (self.cores[j], self.speed[j]);
+        let others_in_step = (self.step_total[j] - self.own_in_step(o, j)).max(0.0);
+        if j == o {
+            // Fresh and exact: the remaining work of the tasks already there. The origin's own
+            // placements on itself in this Step are not in its state yet either.
+            let own = &step.nodes[o];
+            let sth = own.sth.as_ref();
+            let tasks = sth.map_or(0, |s| s.total_tasks) as f64;
+            let load_ns = sth.map_or(0, |s| s.sum_load_us) as f64 * 1000.0;
+            let base = if tasks < k { 0.0 } else { load_ns / k };
+            return WaitEstimate {
+                state_ns: base,
+                own_ns: self.own_in_step(o, o),
+                step_ns: others_in_step,
+            };
+        }
+        let mut state_ns = 0.0;
+        let mut hb_sent = 0u64;
+        if let Some((hb, age)) = GstView::of(&step.nodes[o]).get(j) {
+            hb_sent = now.saturating_sub(age);
+            let q = hb.queue_len as f64;
+            if !hb.idle() && q >= k {
+                // Tasks ahead once a core frees, each a mean service on k cores.
+                state_ns = (q - k + 1.0) * self.mean_service_ns / (v * k);
+            }
+            // The node kept working since the heartbeat was sent.
+            state_ns = (state_ns - age as f64).max(0.0);
+        }
+        let p = self.placed[o * self.n + j];
+        // Placements that landed before the heartbeat was taken are already in it.
+        let own_ns = if p.at + self.net.one_way_ns <= hb_sent && hb_sent > 0 {
+            0.0
+        } else {
+            (p.backlog_ns - now.saturating_sub(p.at) as f64).max(0.0)
+        };
+        WaitEstimate {
+            state_ns,
+            own_ns,
+            step_ns: others_in_step,
+        }
+    }
+
+    /// Work per core a task of `service_estimate_ns` adds to `j` (wall ns).
+    pub fn work_per_core_ns(&self, j: usize, service_estimate_ns: u64) -> f64 {
+        service_estimate_ns as f64 / self.speed[j] / self.cores[j]
+    }
+
+    /// Records that origin `o` placed a task of `service_estimate_ns` on `j` in this Step.
+    pub fn record(&mut self, o: usize, j: usize, service_estimate_ns: u64) {
+        let per_core = self.work_per_core_ns(j, service_estimate_ns);
+        let now = self.step_time;
+        self.step_total[j] += per_core;
+        self.step_log.push((o as u32, j as u32, per_core));
+        if j != o {
+            let p = &mut self.placed[o * self.n + j];
+            let left = (p.backlog_ns - now.saturating_sub(p.at) as f64).max(0.0);
+            *p = Placed {
+                backlog_ns: left + per_core,
+                at: now,
+            };
+        }
+    }
+
+    /// Transfer delay of `bytes` from `o` to `j` (0 when local).
+    pub fn transfer_ns(&self, o: usize, j: usize, bytes: u32) -> f64 {
+        self.net.transfer_ns(o as u32, j as u32, bytes) as f64
+    }
+
+    /// Estimated slack (ns) of a task if placed on `j` now: deadline minus the finish after the
+    /// transfer or the wait (whichever is longer) and the service at `j`'s speed.
+    pub fn slack_ns(
+        &self,
+        now: u64,
+        wait: &WaitEstimate,
+        transfer_ns: f64,
+        service_estimate_ns: u64,
+        deadline_ns: u64,
+        j: usize,
+    ) -> f64 {
+        let start = transfer_ns.max(wait.total_ns());
+        let finish = now as f64 + start + service_estimate_ns as f64 / self.speed[j];
+        deadline_ns as f64 - finish
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::baselines::testkit::*;
+    use malcolm_proto::heartbeat::FLAG_IDLE;
+
+    fn hb(node_id: u8, queue_len: u32, idle: bool) -> [u8; 16] {
+        Heartbeat {
+            node_id,
+            flags: if idle { FLAG_IDLE } else { 0 },
+            queue_len,
+            ..Default::default()
+        }
+        .encode()
+    }
+
+    #[test]
+    fn gst_entries_decode_and_missing_ones_are_none() {
+        let mut n0 = node(0, 0, 0);
+        n0.gst = Some(gst(&[hb(0, 0, true), hb(1, 7, false)], 3_000));
+        n0.gst.as_mut().unwrap().age_ns[0] = u64::MAX;
+        let v = GstView::of(&n0);
+        assert!(v.get(0).is_none(), "no heartbeat yet");
+        let (h, age) = v.get(1).unwrap();
+        assert_eq!((h.queue_len, age), (7, 3_000));
+        assert!(v.get(2).is_none(), "outside the table");
+        assert!(GstView::of(&node(1, 0, 0)).get(0).is_none());
+    }
+
+    #[test]
+    fn heartbeat_wait_ages_and_own_placements_add() {
+        // Node 1: 1 core, heartbeat says 5 tasks (4 waiting + 1 running) 10 us ago; mean
+        // service 20 us -> (5 - 1 + 1) * 20 = 100 us of wait when sent, 90 us now.
+        let mut h = hello(&[(1, 1.0), (1, 1.0)]);
+        h.parameters
+            .insert("mean_service_ns".into(), "20000".into());
+        let mut m = WaitModel::new(&h);
+        let mut n0 = node(0, 0, 0);
+        n0.gst = Some(gst(&[hb(0, 0, true), hb(1, 5, false)], 10_000));
+        let s = step(vec![n0, node(1, 0, 0)], vec![task(1, 0, 20_000, 500_000)]);
+        m.begin_step(&s);
+        let w = m.wait(&s, 0, 1);
+        assert!((w.state_ns - 90_000.0).abs() < 1e-6, "{w:?}");
+        assert_eq!(w.own_ns + w.step_ns, 0.0);
+        // Origin 0 sends a 20 us task there: its own backlog, not "others in this Step".
+        m.record(0, 1, 20_000);
+        let w = m.wait(&s, 0, 1);
+        assert_eq!((w.own_ns, w.step_ns), (20_000.0, 0.0));
+        // Origin 1 sees it as another origin's placement of this Step on itself.
+        let w = m.wait(&s, 1, 1);
+        assert_eq!(w.step_ns, 20_000.0);
+        // Next Step: the Step's share is gone, origin 0 still remembers what it sent (aged).
+        let mut s2 = s.clone();
+        s2.sim_time_ns += 4_000;
+        m.begin_step(&s2);
+        let w = m.wait(&s2, 0, 1);
+        assert_eq!((w.own_ns, w.step_ns), (16_000.0, 0.0));
+    }
+
+    #[test]
+    fn local_wait_is_fresh_remaining_work_over_cores() {
+        let h = hello(&[(2, 1.0), (1, 1.0)]);
+        let mut m = WaitModel::new(&h);
+        // Origin with 3 tasks on 2 cores and 40 us of remaining work: 20 us until a core
+        // frees on average; with 1 task it could start at once.
+        let s = step(vec![node(0, 3, 40), node(1, 0, 0)], vec![]);
+        m.begin_step(&s);
+        assert_eq!(m.wait(&s, 0, 0).state_ns, 20_000.0);
+        let s = step(vec![node(0, 1, 40), node(1, 0, 0)], vec![]);
+        m.begin_step(&s);
+        assert_eq!(m.wait(&s, 0, 0).state_ns, 0.0);
+        // A 10 us task placed locally on the 2-core node adds 5 us per core.
+        m.record(0, 0, 10_000);
+        assert_eq!(m.wait(&s, 0, 0).own_ns, 5_000.0);
+        assert_eq!(m.wait(&s, 1, 0).step_ns, 5_000.0);
+    }
+}
