@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from malcolm.bridge.v1 import bridge_pb2 as pb
+from malcolm.bridge.v1 import trace_pb2
 from malcolm_gym import RackEnv
 from malcolm_gym.baselines import RandomPolicy, SlackGreedy
 from malcolm_gym.trace import read_trace
@@ -104,7 +104,7 @@ def test_slack_greedy_places_every_task_like_the_rust_server(agent_server, short
     header, records = read_trace(trace_path)
     assert header.policy == "slack-greedy"
     rust = [list(r.envelope.placement.targets) for r in records
-            if r.direction == pb.DIRECTION_AGENT_TO_ENV and r.envelope.WhichOneof("body") == "placement"]
+            if r.direction == trace_pb2.DIRECTION_AGENT_TO_ENV and r.envelope.WhichOneof("body") == "placement"]
     _, python = run_port(agent_server, SlackGreedy, seed)
     assert len(python) == len(rust) > 1000
     first_diff = next((i for i, (a, b) in enumerate(zip(python, rust)) if a != b), None)

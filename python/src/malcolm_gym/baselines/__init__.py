@@ -3,5 +3,6 @@ with them and bit-exact in their random choices (``rng``), for parity checks of 
 and as reference agents."""
 
 from .simple import RandomPolicy, RoundRobin
+from .slack_greedy import SlackGreedy
 
-__all__ = ["RandomPolicy", "RoundRobin"]
+__all__ = ["RandomPolicy", "RoundRobin", "SlackGreedy"]
