@@ -65,27 +65,19 @@ OUTCOME_COLUMNS = {
 def score_outcomes(session: Session, outcomes, cfg: rw.RewardConfig) -> tuple[float, dict]:
     """Per-task rewards of ``outcomes`` (a drop's uses the service it would have had on its node,
     known from the placement); returns the sum and the ``OUTCOME_COLUMNS`` arrays."""
+    if not outcomes:
+        return 0.0, {k: np.zeros(0, dtype=t) for k, t in OUTCOME_COLUMNS.items()}
     in_flight, speed = session.in_flight, session.speed
-    rewards = []
+    rows = []
+    total = 0.0
     for o in outcomes:
+        kind, finish, deadline, latency, node = o.kind, o.finish_ns, o.deadline_ns, o.latency_ns, o.node_id
         est_ns = in_flight.pop(o.task_id, 0)
-        rewards.append(
-            rw.task_reward(cfg, o.kind, o.finish_ns, o.deadline_ns, o.latency_ns, est_ns / 1e3 / speed[o.node_id])
-        )
-    cols = {
-        "task_id": [o.task_id for o in outcomes],
-        "node_id": [o.node_id for o in outcomes],
-        "origin": [o.origin for o in outcomes],
-        "kind": [o.kind for o in outcomes],
-        "arrival_ns": [o.arrival_ns for o in outcomes],
-        "finish_ns": [o.finish_ns for o in outcomes],
-        "deadline_ns": [o.deadline_ns for o in outcomes],
-        "latency_ns": [o.latency_ns for o in outcomes],
-        "task_class": [getattr(o, "class") for o in outcomes],
-        "decided_at_step": [o.decided_at_step for o in outcomes],
-        "reward": rewards,
-    }
-    return float(sum(rewards)), {k: np.array(v, dtype=OUTCOME_COLUMNS[k]) for k, v in cols.items()}
+        r = rw.task_reward(cfg, kind, finish, deadline, latency, est_ns / 1e3 / speed[node])
+        total += r
+        rows.append((o.task_id, node, o.origin, kind, o.arrival_ns, finish, deadline, latency,
+                     getattr(o, "class"), o.decided_at_step, r))
+    return total, {k: np.array(col, dtype=OUTCOME_COLUMNS[k]) for k, col in zip(OUTCOME_COLUMNS, zip(*rows))}
 
 
 class EpisodeStats:
@@ -97,11 +89,11 @@ class EpisodeStats:
         self.ret = 0.0
 
     def add(self, rows: dict, reward: float) -> None:
-        kinds = rows["kind"]
+        kinds = rows["kind"].tolist()
         self.outcomes += len(kinds)
-        self.on_time += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_COMPLETED))
-        self.missed += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_MISSED))
-        self.dropped += int(np.count_nonzero(kinds == pb.OUTCOME_KIND_DROPPED))
+        self.on_time += kinds.count(pb.OUTCOME_KIND_COMPLETED)
+        self.missed += kinds.count(pb.OUTCOME_KIND_MISSED)
+        self.dropped += kinds.count(pb.OUTCOME_KIND_DROPPED)
         self.ret += reward
 
     def as_dict(self) -> dict:
