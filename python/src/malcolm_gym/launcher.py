@@ -1,6 +1,7 @@
 """Starting the environment processes from Python: ``agent-server env`` (the embedded rack
-simulator) or an OMNeT++ Cmdenv run (``scripts/omnetpp-run.sh``) connected to the adapter's
-endpoint, one per slot, stopped on ``close()``.
+simulator) or an OMNeT++ Cmdenv run (``scripts/omnetpp-run.sh``'s invocation; the modules are
+built once per launcher) connected to the adapter's endpoint, one per slot, stopped on
+``close()``.
 
 Each process writes its log (and, for rack-sim, one JSON report per episode) into a private
 folder; ``check()`` raises ``EnvExited`` with the log's tail when a process died, which the
@@ -35,6 +36,8 @@ DEFAULT_ENV_TIMEOUT_S = 300.0
 ENDLESS_EPISODES = 1 << 40
 #: OMNeT++ runs (episodes) per launched Cmdenv process.
 DEFAULT_OMNETPP_RUNS = 100
+#: Bound on building the OMNeT++ modules (the first build compiles the C++ core).
+OMNETPP_BUILD_TIMEOUT_S = 1800
 #: Bound on a process's exit after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 5.0
 LOG_TAIL_LINES = 20
@@ -155,11 +158,29 @@ class EnvLauncher:
             self.binary = find_agent_server(agent_server)
         else:
             repo = find_repo_root()
-            if repo is None or not (repo / "scripts" / "omnetpp-run.sh").is_file():
+            if repo is None or not (repo / "scripts" / "omnetpp-env.sh").is_file():
                 raise BridgeError("OMNeT++ envs need the repository checkout (set MALCOLM_REPO)")
             self.repo = repo
             self.omnetpp_config = omnetpp_config or omnetpp_config_for(scenario, repo)
             self.omnetpp_runs = omnetpp_runs
+            self._build_omnetpp_modules()
+
+    def _build_omnetpp_modules(self) -> None:
+        """Builds our simple modules once (``scripts/omnetpp-env.sh``, as combined-run.sh does),
+        so a (re)started run only pays opp_run's own start."""
+        log.info("building the OMNeT++ modules (once per launcher; up to minutes the first time)")
+        script = 'source "$0/scripts/omnetpp-env.sh" && malcolm_find_omnetpp >/dev/null && malcolm_build_modules "$0"'
+        try:
+            p = subprocess.run(["bash", "-c", script, str(self.repo)], capture_output=True, text=True,
+                               timeout=OMNETPP_BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise BridgeError(f"building the OMNeT++ modules took over {OMNETPP_BUILD_TIMEOUT_S} s") from None
+        if p.returncode != 0:
+            tail = "\n".join((p.stdout + p.stderr).splitlines()[-LOG_TAIL_LINES:])
+            raise BridgeError(f"building the OMNeT++ modules failed:\n{tail}")
+        root = os.environ.get("OMNETPP_ROOT") or str(Path(shutil.which("opp_run")).resolve().parent.parent)
+        self.omnetpp_root = Path(root)
+        self.omnetpp_lib = self.repo / "omnetpp" / "build" / "libmalcolm_omnetpp.so"
 
     def env_id(self, slot: int) -> str:
         """The env id the current process of ``slot`` announces: a restarted process gets a new
@@ -188,15 +209,25 @@ class EnvLauncher:
                 "--report", str(self.dir / f"env-{slot}.report.jsonl"),
                 *self.extra_args,
             ]
+        # scripts/omnetpp-run.sh's invocation (Cmdenv, our library and NED path, strict agent:
+        # no fallback policy), with run numbers as seeds (seed-set = repetition in the ini).
         runs = self.episodes if self.episodes is not None else self.omnetpp_runs
         run_numbers = [seed + k * stride for k in range(runs)]
         return [
-            "bash", str(self.repo / "scripts" / "omnetpp-run.sh"), self.omnetpp_config, self.endpoint,
+            str(self.omnetpp_root / "bin" / "opp_run"),
+            "-u", "Cmdenv",
+            "-l", str(self.omnetpp_lib),
+            "-n", str(self.repo / "ned"),
+            "-c", self.omnetpp_config,
             "-r", ",".join(map(str, run_numbers)),
             f"--repeat={max(run_numbers) + 1}",
+            f"--result-dir={self.dir / f'omnetpp-{slot}'}",
+            f'--**.coordinator.agentEndpoint="{self.endpoint}"',
+            '--**.coordinator.fallbackPolicy=""',
             f'--**.coordinator.envId="{env_id}"',
             f"--**.coordinator.bridgeTimeout={self.env_timeout_s:g}s",
             *self.extra_args,
+            "omnetpp.ini",
         ]
 
     def start(self, slot: int, seed: int, stride: int = 1) -> None:
@@ -211,14 +242,21 @@ class EnvLauncher:
         with open(log_path, "ab") as out:
             out.write(f"--- {' '.join(cmd)}\n".encode())
             out.flush()
+            env = {**os.environ, "MALCOLM_LOG": os.environ.get("MALCOLM_LOG", "warn")}
+            cwd = None
+            if self.simulator == "omnetpp":
+                cwd = self.repo / "ini"
+                lib = str(self.omnetpp_root / "lib")
+                env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
             popen = subprocess.Popen(
                 cmd,
+                cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-                env={**os.environ, "MALCOLM_LOG": os.environ.get("MALCOLM_LOG", "warn")},
+                env=env,
             )
         self.procs[slot] = _Proc(popen, f"{self.simulator}[{slot}] pid {popen.pid}", log_path,
                                  report if self.simulator == "rack-sim" else None)
