@@ -62,11 +62,15 @@ OUTCOME_COLUMNS = {
 }
 
 
+OUTCOME_DTYPE = np.dtype(list(OUTCOME_COLUMNS.items()))
+
+
 def score_outcomes(session: Session, outcomes, cfg: rw.RewardConfig) -> tuple[float, dict]:
     """Per-task rewards of ``outcomes`` (a drop's uses the service it would have had on its node,
     known from the placement); returns the sum and the ``OUTCOME_COLUMNS`` arrays."""
     if not outcomes:
-        return 0.0, {k: np.zeros(0, dtype=t) for k, t in OUTCOME_COLUMNS.items()}
+        table = np.empty(0, dtype=OUTCOME_DTYPE)
+        return 0.0, {k: table[k] for k in OUTCOME_COLUMNS}
     in_flight, speed = session.in_flight, session.speed
     rows = []
     total = 0.0
@@ -77,7 +81,9 @@ def score_outcomes(session: Session, outcomes, cfg: rw.RewardConfig) -> tuple[fl
         total += r
         rows.append((o.task_id, node, o.origin, kind, o.arrival_ns, finish, deadline, latency,
                      getattr(o, "class"), o.decided_at_step, r))
-    return total, {k: np.array(col, dtype=OUTCOME_COLUMNS[k]) for k, col in zip(OUTCOME_COLUMNS, zip(*rows))}
+    # One conversion, then a plain array per column (views of it).
+    table = np.array(rows, dtype=OUTCOME_DTYPE)
+    return total, {k: table[k] for k in OUTCOME_COLUMNS}
 
 
 class EpisodeStats:
@@ -120,10 +126,11 @@ def action_targets(action, num_tasks: int, nodes: int) -> list:
         if not (np.issubdtype(a.dtype, np.floating) and np.all(np.mod(a, 1) == 0)):
             raise ValueError(f"action must hold integer node ids, got dtype {a.dtype}")
         a = a.astype(np.int64)
-    if num_tasks and (a.min() < 0 or a.max() >= nodes):
-        bad = int(a[(a < 0) | (a >= nodes)][0])
+    targets = a.tolist()
+    if targets and (min(targets) < 0 or max(targets) >= nodes):
+        bad = next(t for t in targets if t < 0 or t >= nodes)
         raise ValueError(f"target node {bad} is outside the rack of {nodes} nodes")
-    return a.tolist()
+    return targets
 
 
 def default_endpoint() -> tuple[str, str]:
