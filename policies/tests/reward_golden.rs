@@ -34,8 +34,12 @@ impl Row {
 
 fn rows() -> Vec<Row> {
     let path = malcolm_proto::testdata_dir().join("reward_vectors.csv");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (run proto/testdata/generate_rewards.py)", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run proto/testdata/generate_rewards.py)",
+            path.display()
+        )
+    });
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
