@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +274,7 @@ def main():
     with tempfile.TemporaryDirectory() as d:
         baselines = rust_baselines(binary, args.eval_scenario, args.eval_seeds, Path(d))
     print(f"\nmiss rate on {args.eval_scenario}, {args.eval_seeds} held-out seed(s) (mean, per seed):")
-    print(f"| policy | miss rate | per seed |\n|---|---|---|")
+    print("| policy | miss rate | per seed |\n|---|---|---|")
     rows = [("python DQN (EDF)", ours)] + sorted(baselines.items(), key=lambda kv: np.mean(kv[1]))
     for label, v in rows:
         print(f"| {label} | {np.mean(v) * 100:.2f}% | {', '.join(f'{x * 100:.2f}' for x in v)} |")

@@ -3,7 +3,6 @@ ZeroMQ): Gymnasium's own env checker, seeding, episodes end to end, the one-line
 ``gymnasium.make``, the vector env, and a killed env raising within its bound."""
 
 import os
-import signal
 import time
 import warnings
 

@@ -8,9 +8,7 @@ like the Rust policy gives the same report to the last bit. A port or an adapter
 a single placement of a few thousand would show."""
 
 import csv
-import os
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np

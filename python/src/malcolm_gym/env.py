@@ -19,7 +19,6 @@ onto Gymnasium's:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import weakref
@@ -30,7 +29,7 @@ import numpy as np
 
 from malcolm.bridge.v1 import bridge_pb2 as pb
 from . import rewards as rw
-from .errors import BridgeError, EnvClosed
+from .errors import EnvClosed
 from .hub import Hub, Session
 from .launcher import DEFAULT_ENV_TIMEOUT_S, EnvLauncher
 from .observation import DEFAULT_MAX_TASKS, ObservationBuilder, make_spaces

@@ -152,7 +152,7 @@ class Hub:
         if session.pending is None:
             raise BridgeError(f"env {session.env_id} has no Step waiting for a placement")
         request_id, step = session.pending
-        for t, target in zip(step.tasks, targets):
+        for t in step.tasks:
             session.in_flight[t.task_id] = t.service_estimate_ns
         data = protocol.placement_reply(
             request_id, step.step_index, targets, self.policy_version, scores=scores, hold_ns=hold_ns

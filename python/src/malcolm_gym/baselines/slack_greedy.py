@@ -46,7 +46,7 @@ class SlackGreedy:
             else:
                 candidates = [j for j in range(n) if j != o]
 
-            def slack_on(j):
+            def slack_on(j, o=o, t=t):
                 wait = self.model.wait(step, o, j)
                 transfer = self.model.transfer_ns(o, j, t.size_bytes)
                 return self.model.slack_ns(now, wait, transfer, t.service_estimate_ns, t.deadline_ns, j)
