@@ -7,6 +7,10 @@ Sub-env i is a slot: launched envs are bound to their slot by env id (process i 
 envs take the first free slot when they say Hello. The envs simulate in parallel, each in its
 own process: ``step`` sends every placement first, then collects the replies.
 
+Infos follow Gymnasium's vector layout (``info[key][i]`` for env i, ``info["_" + key]`` says
+which envs have it); ``info["outcomes"][i]`` is env i's dict of outcome columns (as
+``RackEnv``'s ``info["outcomes"]``), and ``info["step"][i]`` its raw ``Step``.
+
 Autoreset is Gymnasium's default ``NEXT_STEP``: after a sub-env reports the end of an episode,
 its action in the following ``step`` is ignored and that ``step`` returns the first
 observation of its next episode (reward 0, not terminated).
@@ -44,30 +48,27 @@ from .observation import DEFAULT_MAX_TASKS, ObservationBuilder, make_spaces
 log = logging.getLogger(__name__)
 
 
+_NUMBER = (bool, int, float, np.number)
+
+
 def merge_infos(infos: list, num_envs: int) -> dict:
-    """Per-env info dicts -> Gymnasium's vector layout: one array per key (numbers batched,
-    anything else in an object array) and a boolean ``_key`` mask of the envs that have it."""
+    """Per-env info dicts -> Gymnasium's vector layout: one array per key and a boolean
+    ``_key`` mask of the envs that have it. Numbers are batched into a numeric array, dicts of
+    numbers merged key by key; anything else (a Step message, the outcome columns of one env)
+    goes into an object array, element i for env i."""
     out: dict = {}
-    keys: list = []
-    for info in infos:
-        for k in info:
-            if k not in keys:
-                keys.append(k)
-    for k in keys:
-        have = np.array([k in info for info in infos])
+    for k in dict.fromkeys(k for info in infos for k in info):
         values = [info.get(k) for info in infos]
+        have = np.array([v is not None for v in values])
         present = [v for v in values if v is not None]
-        if present and all(isinstance(v, dict) for v in present):
-            out[k] = merge_infos([v if isinstance(v, dict) else {} for v in values], num_envs)
-        elif present and all(isinstance(v, (bool, int, float, np.number)) for v in present):
-            dtype = np.result_type(*[np.asarray(v).dtype for v in present])
-            arr = np.zeros(num_envs, dtype=dtype)
-            for i, v in enumerate(values):
-                if v is not None:
-                    arr[i] = v
+        if all(isinstance(v, dict) and all(isinstance(x, _NUMBER) for x in v.values()) for v in present):
+            out[k] = merge_infos([v or {} for v in values], num_envs)
+        elif all(isinstance(v, _NUMBER) for v in present):
+            arr = np.zeros(num_envs, dtype=np.result_type(*present))
+            arr[have] = present
             out[k] = arr
         else:
-            arr = np.full(num_envs, None, dtype=object)
+            arr = np.empty(num_envs, dtype=object)
             for i, v in enumerate(values):
                 arr[i] = v
             out[k] = arr
