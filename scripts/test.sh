@@ -10,6 +10,10 @@ source scripts/env.sh
 echo "== Rust workspace tests (release profile, shared with the main job)"
 cargo test --release --workspace
 
+echo "== Python adapter (python/: pytest against live agent-server env processes)"
+cargo build --release -p agent-server
+MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server" "$MALCOLM_VENV/bin/python" -m pytest -q python/tests
+
 echo "== C++ core (GoogleTest; OMNeT++ modules too where OMNeT++ is found)"
 MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server" bash scripts/cpp-test.sh
 

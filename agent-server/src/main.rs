@@ -90,11 +90,15 @@ struct EnvArgs {
     /// Embedded scenario spec, as for `train`.
     #[arg(long, env = "MALCOLM_SCENARIO", default_value = "hetero")]
     scenario: String,
-    /// Episodes to run (each a fresh seed: seed, seed+1, ...).
+    /// Episodes to run (each a fresh seed: seed, seed+stride, seed+2*stride, ...).
     #[arg(long, env = "MALCOLM_EPISODES", default_value_t = 1)]
     episodes: u64,
     #[arg(long, env = "MALCOLM_SEED", default_value_t = 1)]
     seed: u64,
+    /// Step between the seeds of successive episodes: N envs started with seeds s, s+1, ...,
+    /// s+N-1 and stride N never run the same episode.
+    #[arg(long, env = "MALCOLM_SEED_STRIDE", default_value_t = 1)]
+    seed_stride: u64,
     /// Env id announced in Hello (default: rack-sim-<pid>).
     #[arg(long, env = "MALCOLM_ENV_ID")]
     env_id: Option<String>,
@@ -368,7 +372,7 @@ fn env_cmd(a: EnvArgs) -> Result<()> {
         .unwrap_or_else(|| format!("rack-sim-{}", std::process::id()));
     let timeout = Duration::from_secs_f64(a.timeout_s);
     for k in 0..a.episodes {
-        let seed = a.seed + k;
+        let seed = a.seed + k * a.seed_stride;
         let mut sim = rack_sim::RackSim::new(scenario.clone(), seed)?;
         let mut client = rack_sim::ZmqEnvClient::connect(&a.connect, timeout)
             .with_context(|| format!("connecting to {}", a.connect))?;
