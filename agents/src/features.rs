@@ -16,7 +16,7 @@ use malcolm_proto::bridge::{Hello, PendingTask, Step};
 use malcolm_proto::{Heartbeat, STH_BUCKETS};
 
 /// Version of the layout below; bump on any change of meaning or order.
-pub const FEATURE_LAYOUT_VERSION: u32 = 2;
+pub const FEATURE_LAYOUT_VERSION: u32 = 3;
 
 /// Names of the shared features, in order (for error messages and the docs).
 pub const SHARED_FEATURE_NAMES: [&str; STH_BUCKETS + 14] = [
@@ -53,7 +53,7 @@ pub const SHARED_FEATURE_NAMES: [&str; STH_BUCKETS + 14] = [
 ];
 
 /// Names of the candidate features, in order.
-pub const CANDIDATE_FEATURE_NAMES: [&str; 15] = [
+pub const CANDIDATE_FEATURE_NAMES: [&str; 18] = [
     "hb_rho",
     "hb_slack_p10",
     "hb_slack_p50",
@@ -65,6 +65,9 @@ pub const CANDIDATE_FEATURE_NAMES: [&str; 15] = [
     "speed",
     "cores",
     "is_origin",
+    "path_paused",
+    "path_queue",
+    "path_recent_marks",
     "slack_if_started_now",
     "slack_after_estimated_wait",
     "own_recent_placements",
@@ -76,7 +79,7 @@ pub const SHARED_FEATURES: usize = SHARED_FEATURE_NAMES.len();
 /// Features per (task, candidate).
 pub const CANDIDATE_FEATURES: usize = CANDIDATE_FEATURE_NAMES.len();
 /// Candidate features that depend only on the origin's view (a prefix of the layout).
-pub const STATIC_CANDIDATE_FEATURES: usize = 11;
+pub const STATIC_CANDIDATE_FEATURES: usize = 14;
 /// Largest rack the heartbeat's u8 node id can address.
 pub const MAX_NODES: usize = 256;
 
@@ -202,6 +205,12 @@ impl FeatureBuilder {
                 )));
             }
         }
+        if let Some(l) = step.links.iter().find(|l| l.node_id as usize >= n) {
+            return Err(PolicyError::InvalidState(format!(
+                "link {} names node {} >= {n}",
+                l.link_id, l.node_id
+            )));
+        }
         Ok(())
     }
 
@@ -278,13 +287,19 @@ impl FeatureBuilder {
             c[8] = info.speed.min(4.0) as f32;
             c[9] = fast_ln(info.cores as f32) / 3.0;
             c[10] = (j == origin) as u8 as f32;
+            // The path a task would take: origin uplink, then the candidate's downlink.
+            let (paused, queued, marks) = self.model.links.path(origin, j);
+            c[11] = paused as u8 as f32;
+            c[12] = ln_1p(queued as f32 / 1024.0) / 8.0;
+            c[13] = ln_1p(marks as f32) / 4.0;
         }
     }
 
     /// The dynamic candidate features of `task` on node `j` (the last
     /// `CANDIDATE_FEATURES - STATIC_CANDIDATE_FEATURES` of `row`): slack if started now (after
-    /// the transfer), slack after the wait model's estimated wait, the origin's own recent
-    /// placements on `j` and this Step's placements on `j` by other origins.
+    /// the transfer, path queues included), slack after the wait model's estimated wait, the
+    /// origin's own recent placements on `j` and this Step's placements on `j` by other
+    /// origins.
     /// `state_wait_ns` is node `j`'s entry from [`FeatureBuilder::origin_static`].
     pub fn candidate_dynamic(
         &self,
@@ -301,8 +316,8 @@ impl FeatureBuilder {
         let transfer = m.transfer_ns(o, j, task.size_bytes);
         let to_deadline_ns = task.deadline_ns as f64 - now as f64;
         let run_ns = task.service_estimate_ns as f64 / self.nodes[j].speed;
-        row[11] = slog_us((to_deadline_ns - transfer - run_ns) / 1e3);
-        row[12] = slog_us(
+        row[14] = slog_us((to_deadline_ns - transfer - run_ns) / 1e3);
+        row[15] = slog_us(
             m.slack_ns(
                 now,
                 &wait,
@@ -312,8 +327,8 @@ impl FeatureBuilder {
                 j,
             ) / 1e3,
         );
-        row[13] = ln_1p(wait.own_ns as f32 / 1e3) / 8.0;
-        row[14] = ln_1p(wait.step_ns as f32 / 1e3) / 8.0;
+        row[16] = ln_1p(wait.own_ns as f32 / 1e3) / 8.0;
+        row[17] = ln_1p(wait.step_ns as f32 / 1e3) / 8.0;
     }
 
     /// Writes the shared features of `task` into `shared` (len [`SHARED_FEATURES`]); refuses a
@@ -484,11 +499,11 @@ mod tests {
         fb.task(&step, &step.tasks[0], &view, &mut shared, &mut cand)
             .unwrap();
         // On the fast origin: 30 - 10 = 20 us of slack; on the slow node 30 - 2.5 - 50.
-        assert_eq!(cand[11], slog_us(20.0));
-        assert_eq!(cand[CANDIDATE_FEATURES + 11], slog_us(-22.5));
+        assert_eq!(cand[14], slog_us(20.0));
+        assert_eq!(cand[CANDIDATE_FEATURES + 14], slog_us(-22.5));
         // Slow node wait from the heartbeat: (32 - 16 + 1) tasks * 10 us / (16 * 0.2) = 53.125
         // us when sent, 40 us ago -> 13.125 us left; the task finishes 13.125 + 50 us from now.
-        assert_eq!(cand[CANDIDATE_FEATURES + 12], slog_us(30.0 - 13.125 - 50.0));
+        assert_eq!(cand[CANDIDATE_FEATURES + 15], slog_us(30.0 - 13.125 - 50.0));
         assert_eq!(cand[10], 1.0);
         assert_eq!(cand[CANDIDATE_FEATURES + 10], 0.0);
         assert!(shared.iter().chain(cand.iter()).all(|v| v.abs() <= 4.0));
@@ -504,8 +519,53 @@ mod tests {
         let state = fb.model.state_wait_ns(&step, 0, 1);
         fb.candidate_dynamic(&step, &step.tasks[0], 1, state, &mut row);
         // 10 us at speed 0.2 on 16 cores = 3.125 us per core.
-        assert_eq!(row[14], ln_1p(3.125) / 8.0);
-        assert!(row[12] < cand[CANDIDATE_FEATURES + 12]);
+        assert_eq!(row[17], ln_1p(3.125) / 8.0);
+        assert!(row[15] < cand[CANDIDATE_FEATURES + 15]);
+    }
+
+    #[test]
+    fn a_paused_path_changes_the_candidate_features() {
+        let mut hello = rack_hello(&[(1.0, 4), (1.0, 4), (1.0, 4)]);
+        hello.parameters.insert("link_gbps".into(), "100".into());
+        let mut fb = FeatureBuilder::from_hello(&hello).unwrap();
+        let mut step = two_node_step();
+        step.nodes.push(NodeState::default());
+        let gst = step.nodes[0].gst.as_mut().unwrap();
+        gst.heartbeats.extend_from_slice(&[0u8; 16]);
+        gst.age_ns.push(u64::MAX);
+        let features = |fb: &mut FeatureBuilder, step: &Step| {
+            fb.begin_step(step).unwrap();
+            let mut view = OriginView::default();
+            fb.origin_view(step, 0, &mut view);
+            let mut shared = vec![0.0; SHARED_FEATURES];
+            let mut cand = vec![0.0; 3 * CANDIDATE_FEATURES];
+            fb.task(step, &step.tasks[0], &view, &mut shared, &mut cand)
+                .unwrap();
+            cand
+        };
+        let calm = features(&mut fb, &step);
+        // Node 2's downlink is PAUSEd with 50 KB queued: only candidate 2's path changes.
+        step.links.push(malcolm_proto::bridge::LinkState {
+            node_id: 2,
+            uplink: false,
+            queue_bytes: 50_000,
+            pfc_paused: true,
+            pause_frames: 7,
+            ..Default::default()
+        });
+        let stormy = features(&mut fb, &step);
+        let c = CANDIDATE_FEATURES;
+        assert_eq!(calm[..2 * c], stormy[..2 * c], "other candidates unchanged");
+        let (before, after) = (&calm[2 * c..], &stormy[2 * c..]);
+        assert_eq!((before[11], after[11]), (0.0, 1.0), "path_paused");
+        assert!(after[12] > 0.0 && after[13] > 0.0, "path queue and marks");
+        // 50 KB ahead at 100 Gbps is 4 us less slack.
+        assert!(after[14] < before[14] && after[15] < before[15]);
+        // The origin's own (local) candidate has no path.
+        assert_eq!(stormy[11..14], [0.0, 0.0, 0.0]);
+        // A link naming a node outside the rack is refused.
+        step.links[0].node_id = 9;
+        assert!(fb.begin_step(&step).is_err());
     }
 
     #[test]

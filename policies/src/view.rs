@@ -11,6 +11,11 @@
 //! - in both cases plus the work placed on `j` earlier in the same Step by other origins (the
 //!   agent decides a Step's tasks together, so it knows them; without this, every task of a
 //!   Step would herd onto the same best-looking node).
+//!
+//! The transfer to a remote node crosses the origin's uplink and the node's downlink: their
+//! queued bytes from the Step's link state ([`LinkView`]) add to the one-way delay and the
+//! serialisation. Link state is switch/NIC telemetry read at the Step, not part of the stale
+//! heartbeat view.
 
 use crate::baselines::NetInfo;
 use malcolm_proto::bridge::{Hello, NodeState, Step};
@@ -78,6 +83,90 @@ pub fn fresh_heartbeat(node: &NodeState) -> Heartbeat {
     }
 }
 
+/// One direction of a node's link to the ToR, as the Step reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PortState {
+    /// The env listed this link (rack-sim lists only uplinks).
+    pub present: bool,
+    pub queue_bytes: u64,
+    /// PFC PAUSE in force on the data priority.
+    pub paused: bool,
+    /// ECN marks plus PAUSE frames since the previous Step (congestion signals).
+    pub recent_marks: u64,
+}
+
+/// Every node's uplink (NIC -> ToR) and downlink (ToR -> NIC) at the current Step, and the
+/// counters of the previous Step to turn episode totals into recent rates.
+#[derive(Debug, Clone, Default)]
+pub struct LinkView {
+    up: Vec<PortState>,
+    down: Vec<PortState>,
+    up_total: Vec<u64>,
+    down_total: Vec<u64>,
+}
+
+impl LinkView {
+    pub fn new(n: usize) -> Self {
+        Self {
+            up: vec![PortState::default(); n],
+            down: vec![PortState::default(); n],
+            up_total: vec![0; n],
+            down_total: vec![0; n],
+        }
+    }
+
+    /// Reads the Step's links; entries for nodes outside the rack are ignored (the session
+    /// refuses such Steps before any policy sees them).
+    pub fn update(&mut self, step: &Step) {
+        let n = self.up.len();
+        for p in self.up.iter_mut().chain(self.down.iter_mut()) {
+            *p = PortState::default();
+        }
+        for l in &step.links {
+            let i = l.node_id as usize;
+            if i >= n {
+                continue;
+            }
+            let (port, total) = if l.uplink {
+                (&mut self.up[i], &mut self.up_total[i])
+            } else {
+                (&mut self.down[i], &mut self.down_total[i])
+            };
+            let marks = l.ecn_marks + l.pause_frames;
+            *port = PortState {
+                present: true,
+                queue_bytes: l.queue_bytes,
+                paused: l.pfc_paused,
+                // Counters restart with an episode: a smaller total is a fresh count.
+                recent_marks: marks.checked_sub(*total).unwrap_or(marks),
+            };
+            *total = marks;
+        }
+    }
+
+    pub fn up(&self, i: usize) -> PortState {
+        self.up[i]
+    }
+
+    pub fn down(&self, i: usize) -> PortState {
+        self.down[i]
+    }
+
+    /// The path of a task from `o` to `j`: (paused anywhere, queued bytes, recent marks);
+    /// nothing for a local task.
+    pub fn path(&self, o: usize, j: usize) -> (bool, u64, u64) {
+        if o == j {
+            return (false, 0, 0);
+        }
+        let (u, d) = (self.up[o], self.down[j]);
+        (
+            u.paused || d.paused,
+            u.queue_bytes + d.queue_bytes,
+            u.recent_marks + d.recent_marks,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Placed {
     /// Work per core (wall ns) the origin sent to the node, as of `at`.
@@ -121,6 +210,8 @@ pub struct WaitModel {
     /// (origin, node, work per core) of the current Step, to subtract an origin's own part.
     step_log: Vec<(u32, u32, f64)>,
     step_time: u64,
+    /// The Step's link state.
+    pub links: LinkView,
 }
 
 impl WaitModel {
@@ -147,6 +238,7 @@ impl WaitModel {
             step_total: vec![0.0; n],
             step_log: Vec::new(),
             step_time: 0,
+            links: LinkView::new(n),
         }
     }
 
@@ -170,6 +262,7 @@ impl WaitModel {
         self.step_total.fill(0.0);
         self.step_log.clear();
         self.step_time = step.sim_time_ns;
+        self.links.update(step);
     }
 
     /// Work per core that `o` placed on `j` during this Step.
@@ -267,9 +360,19 @@ impl WaitModel {
         }
     }
 
-    /// Transfer delay of `bytes` from `o` to `j` (0 when local).
+    /// Transfer delay of `bytes` from `o` to `j` (0 when local): one-way delay, serialisation,
+    /// and the bytes queued ahead on the path (origin uplink, node downlink).
     pub fn transfer_ns(&self, o: usize, j: usize, bytes: u32) -> f64 {
-        self.net.transfer_ns(o as u32, j as u32, bytes) as f64
+        if o == j {
+            return 0.0;
+        }
+        let (_, queued, _) = self.links.path(o, j);
+        let queue_ns = if self.net.link_gbps > 0.0 {
+            queued as f64 * 8.0 / self.net.link_gbps
+        } else {
+            0.0
+        };
+        self.net.transfer_ns(o as u32, j as u32, bytes) as f64 + queue_ns
     }
 
     /// Estimated slack (ns) of a task if placed on `j` now: deadline minus the finish after the
@@ -346,6 +449,42 @@ mod tests {
         m.begin_step(&s2);
         let w = m.wait(&s2, 0, 1);
         assert_eq!((w.own_ns, w.step_ns), (16_000.0, 0.0));
+    }
+
+    #[test]
+    fn the_path_adds_its_queues_and_reports_pauses_and_recent_marks() {
+        use malcolm_proto::bridge::LinkState;
+        let mut h = hello(&[(1, 1.0), (1, 1.0), (1, 1.0)]);
+        h.parameters.insert("link_gbps".into(), "100".into());
+        h.parameters.insert("one_way_ns".into(), "2500".into());
+        let mut m = WaitModel::new(&h);
+        let link = |node: u32, uplink: bool, q: u64, paused: bool, pauses: u64| LinkState {
+            node_id: node,
+            uplink,
+            queue_bytes: q,
+            pfc_paused: paused,
+            pause_frames: pauses,
+            ..Default::default()
+        };
+        let mut s = step(vec![node(0, 0, 0), node(1, 0, 0), node(2, 0, 0)], vec![]);
+        s.links = vec![
+            link(0, true, 12_500, false, 3),
+            link(1, false, 0, true, 10),
+            link(2, false, 25_000, false, 0),
+        ];
+        m.begin_step(&s);
+        // 0 -> 2: 12.5 KB + 25 KB at 100 Gbps = 3 us behind 2.5 us + 64 B (6 ns).
+        assert_eq!(m.transfer_ns(0, 2, 64), 2_506.0 + 3_000.0);
+        assert_eq!(m.links.path(0, 1), (true, 12_500, 13));
+        assert_eq!(m.links.path(0, 0), (false, 0, 0));
+        assert_eq!(m.transfer_ns(1, 1, 64), 0.0);
+        // Counters are totals: the next Step reports only what is new.
+        s.links[1].pause_frames = 14;
+        m.begin_step(&s);
+        assert_eq!(m.links.path(0, 1).2, 4);
+        // A node id outside the rack is ignored here (the session refuses it).
+        s.links.push(link(77, true, 1, true, 1));
+        m.begin_step(&s);
     }
 
     #[test]

@@ -172,6 +172,11 @@ pub struct RackSim {
     outcomes: Vec<TaskOutcome>,
     drain_scheduled: Vec<bool>,
     uplink_free: Vec<u64>,
+    /// Each uplink's FIFO of transmissions not finished at the last look: (start, end, bytes).
+    uplink_fifo: Vec<std::collections::VecDeque<(u64, u64, u32)>>,
+    /// Bytes each uplink had finished sending at the previous Step (for its tx rate).
+    uplink_sent: Vec<u64>,
+    uplink_sent_at_step: Vec<u64>,
     policy_version: Vec<u32>,
     /// Global State Tables: receiver-major, `gst[r * n + s]` is what r last heard from s.
     gst: Vec<[u8; HEARTBEAT_LEN]>,
@@ -234,6 +239,9 @@ impl RackSim {
             outcomes: Vec::new(),
             drain_scheduled: vec![false; n],
             uplink_free: vec![0; n],
+            uplink_fifo: vec![Default::default(); n],
+            uplink_sent: vec![0; n],
+            uplink_sent_at_step: vec![0; n],
             policy_version: vec![0; n],
             gst: vec![[0; HEARTBEAT_LEN]; n * n],
             gst_sent: vec![u64::MAX; n * n],
@@ -367,6 +375,11 @@ impl RackSim {
         self.outcomes.clear();
         self.drain_scheduled.fill(false);
         self.uplink_free.fill(0);
+        for q in &mut self.uplink_fifo {
+            q.clear();
+        }
+        self.uplink_sent.fill(0);
+        self.uplink_sent_at_step.fill(0);
         self.gst.fill([0; HEARTBEAT_LEN]);
         self.gst_sent.fill(u64::MAX);
         for q in &mut self.hb_in_flight {
@@ -775,6 +788,52 @@ impl RackSim {
         );
     }
 
+    /// Each node's uplink (NIC -> ToR) as the Step's `links` (link id `2 * node`, the id the
+    /// OMNeT++ coordinator gives uplinks): bytes queued or being serialised now, the rate sent
+    /// since the previous Step. The ideal network has no PFC, ECN, drops, nor downlink queues,
+    /// so those fields are false/0 and no downlinks are listed.
+    fn fill_uplinks(&mut self, step: &mut Step) {
+        let now = self.now;
+        let dt = now.saturating_sub(self.last_step_time);
+        for i in 0..self.n {
+            let fifo = &mut self.uplink_fifo[i];
+            while let Some(&(_, end, bytes)) = fifo.front() {
+                if end > now {
+                    break;
+                }
+                self.uplink_sent[i] += bytes as u64;
+                fifo.pop_front();
+            }
+            // Bytes not on the wire yet; the one being sent counts by the part left.
+            let queue_bytes: u64 = fifo
+                .iter()
+                .map(|&(start, end, bytes)| {
+                    if start >= now {
+                        bytes as u64
+                    } else {
+                        (bytes as u64 * (end - now)).div_ceil(end - start)
+                    }
+                })
+                .sum();
+            let in_flight: u64 = fifo.iter().map(|&(_, _, b)| b as u64).sum();
+            let sent = self.uplink_sent[i] + (in_flight - queue_bytes);
+            let tx_rate_bps = if dt > 0 {
+                (sent - self.uplink_sent_at_step[i]) as f64 * 8e9 / dt as f64
+            } else {
+                0.0
+            };
+            self.uplink_sent_at_step[i] = sent;
+            step.links.push(bridge::LinkState {
+                link_id: 2 * i as u32,
+                node_id: i as u32,
+                uplink: true,
+                tx_rate_bps,
+                queue_bytes,
+                ..Default::default()
+            });
+        }
+    }
+
     fn build_step(&mut self) -> Step {
         let now = self.now;
         let n = self.n;
@@ -783,6 +842,7 @@ impl RackSim {
         step.episode = self.episode;
         step.step_index = self.step_index;
         step.links.clear();
+        self.fill_uplinks(&mut step);
         step.tasks.clear();
         for &h in &self.outstanding {
             let t = self.tasks.get(h);
@@ -938,6 +998,9 @@ impl RackSim {
                 let ser = net.serialisation_ns(size);
                 let depart = ready.max(self.uplink_free[origin]);
                 self.uplink_free[origin] = depart + ser;
+                if ser > 0 {
+                    self.uplink_fifo[origin].push_back((depart, depart + ser, size));
+                }
                 depart + ser + net.one_way_ns
             };
             if land_at == self.now {
@@ -1033,6 +1096,47 @@ mod tests {
         ));
         // The step is still waiting and a good placement goes through.
         sim.apply(&bad(vec![0; k], vec![], 0)).unwrap();
+    }
+
+    #[test]
+    fn steps_carry_each_uplink_queue_and_rate() {
+        // 2 nodes, a 1 Gbps uplink: a 1000-byte task takes 8 us to serialise. Three tasks
+        // arrive at node 0 at t = 0, 1 and 2 us (one Step each) and all go to node 1, so the
+        // uplink FIFO holds them back to back from t = 0 to 24 us.
+        let nodes = vec![NodeSpec::single(Discipline::fcfs()); 2];
+        let trace: Vec<TraceTask> = (0..3u64)
+            .map(|k| TraceTask {
+                size_bytes: 1_000,
+                ..trace_task(k * 1_000, 0, 5_000, 10_000_000)
+            })
+            .collect();
+        let mut s = Scenario::trace("t", nodes, TraceSource::Inline(trace));
+        s.decision.window_ns = 0;
+        s.network.link_gbps = 1.0;
+        let mut sim = RackSim::new(s, 0).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match sim.next_event() {
+                SimEvent::Step(st) => {
+                    assert_eq!(st.links.len(), 2, "one uplink per node");
+                    let up0 = st.links.iter().find(|l| l.node_id == 0).unwrap();
+                    assert!(up0.uplink && !up0.pfc_paused && up0.link_id == 0);
+                    seen.push((st.sim_time_ns, up0.queue_bytes, up0.tx_rate_bps));
+                    sim.apply(&Placement {
+                        step_index: st.step_index,
+                        targets: vec![1; st.tasks.len()],
+                        ..Default::default()
+                    })
+                    .unwrap();
+                }
+                SimEvent::EpisodeEnd(_) => break,
+            }
+        }
+        // At 1 us: task 1 has 7 of 8 us left (875 bytes). At 2 us: 750 bytes of task 1 and all
+        // of task 2. The rate since the previous Step: 125 bytes in 1 us = 1 Gbps.
+        assert_eq!(seen[0].1, 0);
+        assert_eq!(seen[1], (1_000, 875, 1e9));
+        assert_eq!(seen[2], (2_000, 1_750, 1e9));
     }
 
     #[test]

@@ -183,6 +183,12 @@ pub(crate) fn check_step(step: &Step, nodes: usize) -> Result<(), PolicyError> {
             t.task_id, t.origin
         )));
     }
+    if let Some(l) = step.links.iter().find(|l| l.node_id as usize >= nodes) {
+        return Err(PolicyError::InvalidState(format!(
+            "link {} names node {} outside the rack of {nodes}",
+            l.link_id, l.node_id
+        )));
+    }
     Ok(())
 }
 

@@ -136,6 +136,9 @@ class WaitModel:
         self.step_total = [0.0] * n
         self.step_log: list = []
         self.step_time = 0
+        # Queued bytes on each node's uplink and downlink at the current Step (view.rs LinkView).
+        self.up_queue = [0] * n
+        self.down_queue = [0] * n
 
     def begin_step(self, step: pb.Step) -> None:
         for t in step.tasks:
@@ -144,6 +147,14 @@ class WaitModel:
         self.step_total = [0.0] * self.n
         self.step_log.clear()
         self.step_time = step.sim_time_ns
+        self.up_queue = [0] * self.n
+        self.down_queue = [0] * self.n
+        for link in step.links:
+            if link.node_id < self.n:
+                if link.uplink:
+                    self.up_queue[link.node_id] = link.queue_bytes
+                else:
+                    self.down_queue[link.node_id] = link.queue_bytes
 
     def own_in_step(self, o: int, j: int) -> float:
         return sum(w for lo, lj, w in self.step_log if lo == o and lj == j)
@@ -190,7 +201,11 @@ class WaitModel:
             p.backlog_ns, p.at = left + per_core, now
 
     def transfer_ns(self, o: int, j: int, size_bytes: int) -> float:
-        return float(self.net.transfer_ns(o, j, size_bytes))
+        if o == j:
+            return 0.0
+        queued = self.up_queue[o] + self.down_queue[j]
+        queue_ns = float(queued) * 8.0 / self.net.link_gbps if self.net.link_gbps > 0.0 else 0.0
+        return float(self.net.transfer_ns(o, j, size_bytes)) + queue_ns
 
     def slack_ns(self, now: int, wait: WaitEstimate, transfer_ns: float, service_estimate_ns: int,
                  deadline_ns: int, j: int) -> float:
