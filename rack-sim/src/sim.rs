@@ -1115,22 +1115,17 @@ mod tests {
         s.network.link_gbps = 1.0;
         let mut sim = RackSim::new(s, 0).unwrap();
         let mut seen = Vec::new();
-        loop {
-            match sim.next_event() {
-                SimEvent::Step(st) => {
-                    assert_eq!(st.links.len(), 2, "one uplink per node");
-                    let up0 = st.links.iter().find(|l| l.node_id == 0).unwrap();
-                    assert!(up0.uplink && !up0.pfc_paused && up0.link_id == 0);
-                    seen.push((st.sim_time_ns, up0.queue_bytes, up0.tx_rate_bps));
-                    sim.apply(&Placement {
-                        step_index: st.step_index,
-                        targets: vec![1; st.tasks.len()],
-                        ..Default::default()
-                    })
-                    .unwrap();
-                }
-                SimEvent::EpisodeEnd(_) => break,
-            }
+        while let SimEvent::Step(st) = sim.next_event() {
+            assert_eq!(st.links.len(), 2, "one uplink per node");
+            let up0 = st.links.iter().find(|l| l.node_id == 0).unwrap();
+            assert!(up0.uplink && !up0.pfc_paused && up0.link_id == 0);
+            seen.push((st.sim_time_ns, up0.queue_bytes, up0.tx_rate_bps));
+            sim.apply(&Placement {
+                step_index: st.step_index,
+                targets: vec![1; st.tasks.len()],
+                ..Default::default()
+            })
+            .unwrap();
         }
         // At 1 us: task 1 has 7 of 8 us left (875 bytes). At 2 us: 750 bytes of task 1 and all
         // of task 2. The rate since the previous Step: 125 bytes in 1 us = 1 Gbps.
