@@ -58,7 +58,7 @@ pub const NAMES: &[&str] = &[
     "cvar",
 ];
 
-/// Pareto tails of `heavy-tail` (SPEC section 9 sweeps 1.1..2.5).
+/// Pareto tails of `heavy-tail` (design.md section 9 sweeps 1.1..2.5).
 pub const ALPHAS: &[f64] = &[2.5, 2.0, 1.5, 1.3, 1.1];
 /// The tail the `heavy-tail` learners train at.
 pub const HEAVY_TAIL_TRAIN_ALPHA: f64 = 1.3;
@@ -132,7 +132,7 @@ pub struct ExperimentArgs {
     /// folder (--out) from its summary.csv; nothing is trained or run.
     #[arg(long)]
     pub replot: bool,
-    /// JSON file with the learners' hyper-parameters (defaults: SPEC section 7); the
+    /// JSON file with the learners' hyper-parameters (defaults: design.md section 7); the
     /// experiments vary reward kind, CVaR alpha and seed on top of it.
     #[arg(long, env = "MALCOLM_AGENTS_CONFIG")]
     pub agents_config: Option<PathBuf>,
@@ -301,6 +301,7 @@ impl Ctx {
                 DEFAULT_VALIDATE_EVERY
             },
             best_checkpoint: best_dir.path().join("best.safetensors"),
+            baseline: None,
         };
         let outcome = train(
             shared.clone(),

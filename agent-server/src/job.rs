@@ -172,17 +172,18 @@ pub fn run_main_job(
                 &format!("{} on {}", opts.policy, opts.train.scenario),
                 curve,
                 &outcome.validation,
+                outcome.baseline.as_ref(),
                 5,
             )?;
         }
         Ok(())
     };
     curve_plot(curve)?;
-    if stop.is_triggered() {
+    if stop.is_triggered() || opts.eval_seeds == 0 {
         return Ok(JobSummary {
             out: opts.out.clone(),
             checkpoint,
-            interrupted: true,
+            interrupted: stop.is_triggered(),
             curve_len: curve.len(),
             summary: vec![],
             markdown: String::new(),

@@ -8,8 +8,8 @@ use agent_server::registry;
 use agent_server::server::{self, ServeOptions};
 use agent_server::shared::Shared;
 use agent_server::train::{
-    TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY, DEFAULT_VALIDATION_SEEDS,
-    VALIDATION_SEED_BASE,
+    TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY, DEFAULT_VALIDATION_BASELINE,
+    DEFAULT_VALIDATION_SEEDS, VALIDATION_SEED_BASE,
 };
 use agent_server::{config, replay, results};
 use anyhow::{bail, Context, Result};
@@ -126,7 +126,7 @@ struct PolicyArgs {
     /// tod-n, round-robin, random. Baselines take `name:key=value,...` parameters.
     #[arg(long, env = "MALCOLM_POLICY", default_value = "malcolm-strict")]
     policy: String,
-    /// JSON file with the learners' hyper-parameters (defaults: SPEC section 7).
+    /// JSON file with the learners' hyper-parameters (defaults: design.md section 7).
     #[arg(long, env = "MALCOLM_AGENTS_CONFIG")]
     agents_config: Option<PathBuf>,
 }
@@ -221,7 +221,7 @@ struct TrainArgs {
     /// Tasks per training episode (evaluation uses the scenario's own length, 1e6 by default).
     #[arg(long, env = "MALCOLM_TRAIN_TASKS", default_value_t = DEFAULT_TRAIN_TASKS)]
     train_tasks: u64,
-    /// Held-out evaluation seeds per policy.
+    /// Held-out evaluation seeds per policy (0: train and validate only).
     #[arg(long, env = "MALCOLM_EVAL_SEEDS", default_value_t = DEFAULT_EVAL_SEEDS)]
     eval_seeds: usize,
     /// Results folder (default: results/<scenario>-<unix time>).
@@ -548,6 +548,7 @@ fn train(a: TrainArgs) -> Result<()> {
                         a.validate_every_s
                     }),
                     best_checkpoint: out.join("best.safetensors"),
+                    baseline: Some(DEFAULT_VALIDATION_BASELINE.to_string()),
                 }
             }),
         },

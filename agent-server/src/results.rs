@@ -257,6 +257,7 @@ pub fn learning_curve_with_validation_plot(
     title: &str,
     curve: &[CurvePoint],
     validation: &[crate::train::ValidationPoint],
+    baseline: Option<&(String, f64, f64)>,
     window: usize,
 ) -> Result<(), ResultsError> {
     let mut series = vec![Series {
@@ -279,6 +280,15 @@ pub fn learning_curve_with_validation_plot(
                 .iter()
                 .map(|v| (v.decisions as f64, v.miss_rate * 100.0, None))
                 .collect(),
+        });
+    }
+    if let (Some((name, miss, _)), Some(last)) = (baseline, curve.last()) {
+        series.push(Series {
+            label: format!("{name} on the validation seeds"),
+            points: vec![
+                (0.0, miss * 100.0, None),
+                (last.decisions as f64, miss * 100.0, None),
+            ],
         });
     }
     line_chart(

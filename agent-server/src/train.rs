@@ -34,7 +34,13 @@ pub struct ValidationOptions {
     /// Where the best validated weights are saved (the learner's full checkpoint with them as
     /// its acting weights).
     pub best_checkpoint: PathBuf,
+    /// A baseline run once on the same validation seeds, as the level to beat (e.g.
+    /// `slack-greedy`).
+    pub baseline: Option<String>,
 }
+
+/// The strongest baseline today, run on the validation seeds beside the learner.
+pub const DEFAULT_VALIDATION_BASELINE: &str = "slack-greedy";
 
 /// One validation: the acting weights of `policy_version`, greedy, on the validation seeds.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -57,6 +63,8 @@ pub struct TrainOutcome {
     pub validation: Vec<ValidationPoint>,
     /// The best validation, if any was saved.
     pub best: Option<ValidationPoint>,
+    /// (baseline spec, its miss rate and goodput on the validation seeds).
+    pub baseline: Option<(String, f64, f64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -155,6 +163,7 @@ struct Validator {
     opts: ValidationOptions,
     scenario: rack_sim::Scenario,
     points: Mutex<Vec<ValidationPoint>>,
+    baseline: Option<(String, f64, f64)>,
 }
 
 impl Validator {
@@ -233,11 +242,24 @@ pub fn train(
     let envs_stop = Shutdown::new();
     let started = Instant::now();
     let validator = match &opts.validation {
-        Some(v) => Some(Arc::new(Validator {
-            scenario: rack_sim::by_name(&v.scenario)?,
-            opts: v.clone(),
-            points: Mutex::new(Vec::new()),
-        })),
+        Some(v) => {
+            let scenario = rack_sim::by_name(&v.scenario)?;
+            let baseline = match &v.baseline {
+                Some(spec) => {
+                    let f = crate::registry::make_factory(spec, &Default::default())
+                        .map_err(|e| TrainError::Validation(format!("baseline {spec}: {e}")))?;
+                    let (miss, goodput) = validate(f.as_ref(), &scenario, &v.seeds)?;
+                    Some((spec.clone(), miss, goodput))
+                }
+                None => None,
+            };
+            Some(Arc::new(Validator {
+                scenario,
+                opts: v.clone(),
+                points: Mutex::new(Vec::new()),
+                baseline,
+            }))
+        }
         None => None,
     };
     let validation_thread = validator.as_ref().map(|v| {
@@ -401,17 +423,18 @@ pub fn train(
     if let Some(e) = failure {
         return Err(e);
     }
-    let (validation, best) = match &validator {
+    let (validation, best, baseline) = match &validator {
         Some(v) => {
             let best = v.best();
             let points = v.points.lock().expect("validation lock").clone();
-            (points, best)
+            (points, best, v.baseline.clone())
         }
-        None => (Vec::new(), None),
+        None => (Vec::new(), None, None),
     };
     Ok(TrainOutcome {
         curve,
         validation,
         best,
+        baseline,
     })
 }

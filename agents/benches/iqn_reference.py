@@ -83,6 +83,9 @@ def main():
         "next_cand": torch.rand(R, M, C) * 2 - 1, "mask": torch.ones(R, M, dtype=torch.bool),
     }
     select = torch.tensor([alpha * (k + 0.5) / K for k in range(K)])
+    # The layers as views of the flat tensors, made once (as the Rust learner keeps them).
+    w_online = views(online)
+    w_target = views(target)
     m_state = torch.zeros(total)
     v_state = torch.zeros(total)
     step = [0]
@@ -93,20 +96,21 @@ def main():
         taus = torch.rand(N)
         taus2 = torch.rand(N2)
         with torch.no_grad():
-            wt = views(target)
+            wt = w_target
             pn = psi(wt, b["next_shared"], b["next_cand"])
             cvar = quantiles(wt, pn, phi(wt, select)).mean(-1).masked_fill(~b["mask"], float("-inf"))
             a = cvar.argmax(1).view(B, 1, 1).expand(B, 1, H)
             q_next = quantiles(wt, pn.gather(1, a), phi(wt, taus2)).squeeze(1)
             tgt = b["reward"].unsqueeze(1) + gamma * q_next
-        w = views(online)
+        w = w_online
         pred = quantiles(w, psi(w, b["shared"], b["chosen"]), phi(w, taus)).squeeze(1)
-        u = tgt.unsqueeze(2) - pred.unsqueeze(1)
-        hub = torch.ops.aten.huber_loss(u, torch.zeros(1), 0, kappa)
-        tau = taus.unsqueeze(-2)
-        weight = torch.where(u < 0, 1 - tau, tau)
-        loss = (weight * hub).sum(2).mean(1).mean() / kappa
-        (g,) = torch.autograd.grad(loss, [online])
+        with torch.no_grad():
+            # The quantile Huber loss's gradient by hand (as the Rust learner does).
+            u = tgt.unsqueeze(2) - pred.unsqueeze(1)
+            c = u.clamp(-kappa, kappa)
+            s1, s2 = c.sum(1), c.clamp_max(0).sum(1)
+            gp = (taus * s1 + (1 - 2 * taus) * s2) * (-1.0 / (B * N2) / kappa)
+        (g,) = torch.autograd.grad((pred * gp).sum(), [online])
         with torch.no_grad():
             norm = g.square().sum().sqrt().item()
             if norm > clip:
@@ -116,7 +120,6 @@ def main():
             m_state.mul_(0.9).add_(g, alpha=0.1)
             v_state.mul_(0.999).addcmul_(g, g, value=0.001)
             online.sub_((m_state / bc1) / ((v_state / bc2).sqrt() + 1e-8) * lr)
-        return loss.item()
 
     for _ in range(5):
         update()

@@ -1,4 +1,4 @@
-//! Serde configuration of the learners: every hyper-parameter, with SPEC defaults.
+//! Serde configuration of the learners: every hyper-parameter, with the design's defaults (docs/design.md).
 
 use malcolm_policies::reward::{self, RewardConfig, RewardKind};
 use serde::{Deserialize, Serialize};

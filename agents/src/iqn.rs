@@ -151,42 +151,48 @@ impl IqnArch {
 pub struct IqnNet {
     pub arch: IqnArch,
     pub flat: Tensor,
-    layout: Vec<ParamSpec>,
+    /// The layers as views of `flat`, made once: they see every in-place update of `flat`
+    /// (optimiser step, target copy, checkpoint load), and a forward pass costs no slicing.
+    views: Vec<Tensor>,
 }
 
 impl IqnNet {
     pub fn new(arch: IqnArch, params: &[f32], requires_grad: bool) -> Self {
-        let layout = arch.layout();
         assert_eq!(params.len(), arch.num_params(), "flat parameter length");
         let flat = Tensor::from_slice(params).set_requires_grad(requires_grad);
-        Self { arch, flat, layout }
+        let views = arch
+            .layout()
+            .iter()
+            .map(|s| {
+                let shape: Vec<i64> = s.shape.iter().map(|&d| d as i64).collect();
+                flat.narrow(0, s.offset as i64, s.numel() as i64)
+                    .view(shape.as_slice())
+            })
+            .collect();
+        Self { arch, flat, views }
     }
 
-    /// Parameter `i` of [`p`] as a view of the flat tensor.
-    fn w(&self, i: usize) -> Tensor {
-        let s = &self.layout[i];
-        let shape: Vec<i64> = s.shape.iter().map(|&d| d as i64).collect();
-        self.flat
-            .narrow(0, s.offset as i64, s.numel() as i64)
-            .view(shape.as_slice())
+    /// Parameter `i` of [`p`] (a view of the flat tensor).
+    fn w(&self, i: usize) -> &Tensor {
+        &self.views[i]
     }
 
     /// State-action embedding psi: shared [B, S], candidates [B, M, C] -> [B, M, H].
     pub fn psi(&self, shared: &Tensor, cand: &Tensor) -> Tensor {
         let s = shared
-            .linear(&self.w(p::FC_SHARED_W), Some(self.w(p::FC_SHARED_B)))
+            .linear(self.w(p::FC_SHARED_W), Some(self.w(p::FC_SHARED_B)))
             .unsqueeze(1);
-        let c = cand.linear::<Tensor>(&self.w(p::FC_CAND_W), None);
+        let c = cand.linear::<&Tensor>(self.w(p::FC_CAND_W), None);
         (c + s)
             .relu()
-            .linear(&self.w(p::FC2_W), Some(self.w(p::FC2_B)))
+            .linear(self.w(p::FC2_W), Some(self.w(p::FC2_B)))
             .relu()
     }
 
     /// Tau embedding phi: taus [K] -> [K, H].
     pub fn phi(&self, taus: &Tensor) -> Tensor {
         cosine_embedding(taus, self.arch.cos_embed)
-            .linear(&self.w(p::FC_TAU_W), Some(self.w(p::FC_TAU_B)))
+            .linear(self.w(p::FC_TAU_W), Some(self.w(p::FC_TAU_B)))
             .relu()
     }
 
@@ -208,7 +214,7 @@ impl IqnNet {
         let y = psi.matmul(&a.view([k * h2, h]).tr()).view([b, m, k, h2]);
         (y + self.w(p::HEAD_B))
             .relu()
-            .linear(&self.w(p::OUT_W), Some(self.w(p::OUT_B)))
+            .linear(self.w(p::OUT_W), Some(self.w(p::OUT_B)))
             .squeeze_dim(-1)
     }
 
@@ -261,6 +267,39 @@ pub fn quantile_huber_loss(
         Some(w) => (per_sample * w).mean(Kind::Float),
         None => per_sample.mean(Kind::Float),
     }
+}
+
+/// The gradient of [`quantile_huber_loss`] (no sample weights) with respect to `pred`, by
+/// hand, and optionally the loss itself: the learner's hot path. With u = target_j - pred_i
+/// and c = clamp(u, -kappa, kappa), the Huber term is c (u - c/2) and its derivative in u is
+/// c; the asymmetric weight times c is tau c + (1 - 2 tau) min(c, 0) (c < 0 exactly when
+/// u < 0). tau depends on i only, so the sums over j come first:
+/// d loss / d pred_i = -(tau_i S1 + (1 - 2 tau_i) S2) / (B N' kappa) with S1 = sum_j c and
+/// S2 = sum_j min(c, 0). Four vectorised passes over [B, N', N], no select, no autograd.
+pub fn quantile_huber_grad(
+    pred: &Tensor,
+    taus: &Tensor,
+    target: &Tensor,
+    kappa: f64,
+    with_loss: bool,
+) -> (Tensor, Option<f64>) {
+    let (b, n2) = (pred.size()[0], target.size()[1]);
+    let u = target.unsqueeze(2) - pred.unsqueeze(1); // [B, N', N]
+    let c = u.clamp(-kappa, kappa);
+    let m = c.clamp_max(0.0);
+    let tau = taus.unsqueeze(-2); // [1, N] or [B, 1, N]
+    let scale = -1.0 / (b * n2) as f64 / kappa;
+    let s1 = c.sum_dim_intlist(1, false, Kind::Float);
+    let s2 = m.sum_dim_intlist(1, false, Kind::Float);
+    let tau2 = tau.squeeze_dim(-2);
+    let grad = (&tau2 * s1 + (1.0 - &tau2 * 2.0) * s2) * scale;
+    let loss = with_loss.then(|| {
+        // sum_j (tau c + (1 - 2 tau) m)(u - c/2) / kappa, averaged over N' and the batch.
+        let wc: Tensor = &tau * &c + (1.0 - &tau * 2.0) * &m;
+        let terms: Tensor = wc * (&u - &c * 0.5);
+        terms.sum(Kind::Float).double_value(&[]) / (b * n2) as f64 / kappa
+    });
+    (grad, loss)
 }
 
 /// Evenly spaced taus at the midpoints of K cells of [0, alpha]: the deterministic CVaR
@@ -333,6 +372,23 @@ mod tests {
             Some(&t(&[2.0, 1.0])),
         );
         assert!((l.double_value(&[]) - 0.25).abs() < 1e-6);
+    }
+
+    #[test]
+    fn hand_gradient_matches_autograd() {
+        tch::manual_seed(2);
+        for kappa in [1.0, 1e-3, 0.3] {
+            let pred = (Tensor::randn([6, 5], (Kind::Float, tch::Device::Cpu)) * 0.5)
+                .set_requires_grad(true);
+            let taus = Tensor::rand([5], (Kind::Float, tch::Device::Cpu));
+            let target = Tensor::randn([6, 7], (Kind::Float, tch::Device::Cpu)) * 0.5;
+            let loss = quantile_huber_loss(&pred, &taus, &target, kappa, None);
+            let auto = Tensor::run_backward(&[&loss], &[&pred], false, false).remove(0);
+            let (hand, l) = quantile_huber_grad(&pred.detach(), &taus, &target, kappa, true);
+            let diff = (auto - hand).abs().max().double_value(&[]);
+            assert!(diff < 1e-5, "kappa {kappa}: {diff}");
+            assert!((l.unwrap() - loss.double_value(&[])).abs() < 1e-4 * (1.0 + l.unwrap().abs()));
+        }
     }
 
     #[test]

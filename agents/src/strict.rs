@@ -27,7 +27,7 @@ use crate::config::IqnConfig;
 use crate::features::{
     FeatureBuilder, OriginView, CANDIDATE_FEATURES, FEATURE_LAYOUT_VERSION, SHARED_FEATURES,
 };
-use crate::iqn::{midpoint_taus, quantile_huber_loss, IqnArch, IqnNet};
+use crate::iqn::{midpoint_taus, quantile_huber_grad, IqnArch, IqnNet};
 use crate::replay::{Replay, Transition};
 use malcolm_policies::reward::{self, RewardConfig};
 use malcolm_policies::{
@@ -61,8 +61,11 @@ const MODE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LIMITER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a waiting session re-checks the mode (a switch to eval releases it).
 const LIMITER_POLL: Duration = Duration::from_millis(20);
-/// Weight of the newest loss in the reported moving average.
+/// Weight of the newest loss in the reported moving average (per update).
 const LOSS_EMA: f64 = 0.02;
+/// The loss value (only reported, never needed for the gradient) is computed every this many
+/// updates.
+const LOSS_EVERY: u64 = 10;
 
 fn mode_to_u8(m: Mode) -> u8 {
     match m {
@@ -254,8 +257,8 @@ impl Learner {
         }
     }
 
-    /// One gradient update on a minibatch; returns the loss.
-    pub fn update(&mut self) -> f64 {
+    /// One gradient update on a minibatch (the loss is reported in `loss_ema`).
+    pub fn update(&mut self) {
         let c = &self.config;
         if self.inserted_at_start.is_none() {
             self.inserted_at_start = Some(self.replay.pushed.min(c.learn_start as u64));
@@ -290,20 +293,26 @@ impl Learner {
                 &self.online.phi(&taus),
             )
             .squeeze_dim(1);
-        let loss = quantile_huber_loss(&pred, &taus, &target, c.kappa, None);
-        let grad = Tensor::run_backward(&[&loss], &[&self.online.flat], false, false).remove(0);
+        // The loss's gradient by hand (the loss value every few updates, for the status),
+        // then autograd through the network only: sum(pred * g) has d/dflat = g^T dpred/dflat.
+        let report = self.updates.is_multiple_of(LOSS_EVERY);
+        let (g, l) =
+            tch::no_grad(|| quantile_huber_grad(&pred.detach(), &taus, &target, c.kappa, report));
+        let surrogate = (&pred * g).sum(Kind::Float);
+        let grad =
+            Tensor::run_backward(&[&surrogate], &[&self.online.flat], false, false).remove(0);
         self.adam.step(&self.online.flat, &grad);
-        let l = loss.double_value(&[]);
         self.updates += 1;
-        self.loss_ema = if self.updates == 1 {
-            l
-        } else {
-            self.loss_ema + LOSS_EMA * (l - self.loss_ema)
-        };
+        if let Some(l) = l {
+            self.loss_ema = if self.updates == 1 {
+                l
+            } else {
+                self.loss_ema + LOSS_EMA * LOSS_EVERY as f64 * (l - self.loss_ema)
+            };
+        }
         if self.updates.is_multiple_of(c.target_update_every) {
             self.sync_target();
         }
-        l
     }
 
     fn sync_target(&mut self) {

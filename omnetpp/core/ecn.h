@@ -1,4 +1,4 @@
-// ECN marking decision (RED-like, as DCQCN switches do; SPEC section 8): no mark below Kmin,
+// ECN marking decision (RED-like, as DCQCN switches do; design.md section 8): no mark below Kmin,
 // probability rising linearly to Pmax at Kmax, always above Kmax. Pure: the caller passes
 // the uniform random number.
 #pragma once

@@ -1,4 +1,4 @@
-// EDF ready queue (SPEC section 6): a min-heap by (absolute deadline, task id) -- the order
+// EDF ready queue (design.md section 6): a min-heap by (absolute deadline, task id) -- the order
 // rack-sim's EdfQueue uses too -- with early drop at admission, lazy pruning of late tasks at
 // the head, and a cooperative preemption test.
 #pragma once

@@ -1,4 +1,4 @@
-// The 16-byte heartbeat payload (SPEC section 4), packed little-endian, saturating:
+// The 16-byte heartbeat payload (design.md section 4), packed little-endian, saturating:
 // node_id u8 | flags u8 | load_factor u16 | slack_p10 i16 | slack_p50 i16 | queue_len u32 |
 // reserved u32 (policy version). Mirrors proto/src/heartbeat.rs.
 #pragma once
@@ -26,7 +26,7 @@ class HeartbeatLengthError : public std::invalid_argument
 };
 
 int16_t saturateI16(int64_t v);
-// The heartbeat's load rho (SPEC section 4, one definition in both environments): the node's
+// The heartbeat's load rho (design.md section 4, one definition in both environments): the node's
 // tasks in system (ingress ring + ready queue + running) divided by its cores, at the
 // heartbeat's send time; 1.0 = one task per core. Mirrors rho_of_tasks in
 // proto/src/heartbeat.rs (golden vectors: proto/testdata/heartbeat_load.csv).

@@ -1,4 +1,4 @@
-// One server's execution model (SPEC section 6), framework-free and event driven: an
+// One server's execution model (design.md section 6), framework-free and event driven: an
 // ingress ring drained in batches by a polling dispatcher, a ready queue (EDF heap, FCFS
 // FIFO, or processor sharing), k cores of speed v. EDF: early drop at admission, lazy
 // pruning at the head, cooperative preemption with a context-switch cost paid by the
@@ -87,7 +87,7 @@ class NodeScheduler
 
     int busyCores() const;
     size_t queuedTasks() const;  // ready queue + ingress ring
-    // Queued (ingress + ready) plus running: the heartbeat's load numerator (SPEC section 4).
+    // Queued (ingress + ready) plus running: the heartbeat's load numerator (design.md section 4).
     size_t tasksInSystem() const;
     // Histogram of every task on the node (ingress, ready, running): slack = D - (now +
     // estimated work left), the estimate minus the work done, never below 0.

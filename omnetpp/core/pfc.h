@@ -1,4 +1,4 @@
-// IEEE 802.1Qbb priority flow control, framework-free (SPEC section 8).
+// IEEE 802.1Qbb priority flow control, framework-free (design.md section 8).
 //
 // PfcIngressBuffer: a switch's (or NIC's) shared buffer with per ingress-port/priority
 // accounting. A frame is charged to the shared pool while its (port, priority) stays under

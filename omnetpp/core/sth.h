@@ -1,4 +1,4 @@
-// Slack Time Histogram (SPEC section 4): 16 buckets, linear 2 us buckets below 20 us, then
+// Slack Time Histogram (design.md section 4): 16 buckets, linear 2 us buckets below 20 us, then
 // log2 buckets. Mirrors proto/src/sth.rs bit for bit (checked by the shared golden vectors).
 #pragma once
 

@@ -1,4 +1,4 @@
-// Service-time laws of SPEC section 9 as pure inverse transforms: the caller supplies the
+// Service-time laws of design.md section 9 as pure inverse transforms: the caller supplies the
 // uniform numbers (from OMNeT++'s RNGs in the modules, from fixed values in tests).
 #pragma once
 

@@ -334,7 +334,7 @@ void MalcolmApp::generateTask(uint64_t serviceNs, uint64_t estimateNs, uint64_t 
 
 Heartbeat MalcolmApp::currentHeartbeat() const
 {
-    // rho: tasks in system (queued + running) per core, now (SPEC section 4).
+    // rho: tasks in system (queued + running) per core, now (design.md section 4).
     double rho = rhoOfTasks(scheduler_->tasksInSystem(), static_cast<uint32_t>(scheduler_->config().cores));
     return Heartbeat::fromSth(static_cast<uint8_t>(nodeId_), scheduler_->sth(), rho, scheduler_->busyCores() > 0,
                               static_cast<uint32_t>(coordinator_->policyVersion()));

@@ -33,7 +33,7 @@ class MalcolmApp : public cSimpleModule
     // Decoded view for local policies (own entry fresh).
     std::vector<Heartbeat> gstView() const;
     // The heartbeat this node would send now (rho: tasks in system / cores at this instant,
-    // SPEC section 4, the same definition as rack-sim's).
+    // design.md section 4, the same definition as rack-sim's).
     Heartbeat currentHeartbeat() const;
     int nodeId() const { return nodeId_; }
 

@@ -1,4 +1,4 @@
-//! Reward functions (SPEC section 7): barrier, linear and step for Malcolm-Strict and its
+//! Reward functions (design.md section 7): barrier, linear and step for Malcolm-Strict and its
 //! ablation, and the original Malcolm's load-variance reward. Pure functions of numbers.
 //!
 //! Slack `S = deadline - completion` in microseconds. A dropped task never completes; it is
@@ -11,9 +11,9 @@ use malcolm_proto::bridge::{OutcomeKind, TaskOutcome};
 
 /// Base reward of an on-time completion (design 4.1.1: "+1.0").
 pub const DEFAULT_R_GOODPUT: f64 = 1.0;
-/// Weight of the log bonus for slack kept (SPEC section 7).
+/// Weight of the log bonus for slack kept (design.md section 7).
 pub const DEFAULT_LAMBDA: f64 = 0.1;
-/// Slack scale inside the log bonus, per us (SPEC section 7).
+/// Slack scale inside the log bonus, per us (design.md section 7).
 pub const DEFAULT_ETA: f64 = 0.1;
 /// Magnitude of the penalty at the deadline (design 4.1.2 typical value).
 pub const DEFAULT_BETA: f64 = 10.0;
@@ -24,9 +24,9 @@ pub const DEFAULT_R_MIN: f64 = -1000.0;
 /// Scale of the linear ablation reward: -latency in units of 100 us, so a typical task scores
 /// around -0.1..-10 like the barrier's useful range.
 pub const DEFAULT_LINEAR_SCALE_PER_US: f64 = 0.01;
-/// Step ablation: reward of an on-time completion (SPEC section 7).
+/// Step ablation: reward of an on-time completion (design.md section 7).
 pub const DEFAULT_STEP_HIT: f64 = 1.0;
-/// Step ablation: reward of a miss or drop (SPEC section 7).
+/// Step ablation: reward of a miss or drop (design.md section 7).
 pub const DEFAULT_STEP_MISS: f64 = -100.0;
 /// A drop counts as at least this late, us, even when `service_on_node` is unknown (0).
 pub const DEFAULT_MIN_DROP_LATENESS_US: f64 = 1.0;

@@ -1,4 +1,4 @@
-//! The golden reward vectors in proto/testdata/reward_vectors.csv (written from SPEC section 7's
+//! The golden reward vectors in proto/testdata/reward_vectors.csv (written from design.md section 7's
 //! formulas in decimal arithmetic by proto/testdata/generate_rewards.py), shared with the
 //! Python adapter's tests: the per-task slack and reward of every row must match.
 

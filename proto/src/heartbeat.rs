@@ -1,4 +1,4 @@
-//! The 16-byte heartbeat payload (SPEC section 4): packed, little-endian, saturating.
+//! The 16-byte heartbeat payload (design.md section 4): packed, little-endian, saturating.
 //!
 //! `node_id u8 | flags u8 | load_factor u16 | slack_p10 i16 | slack_p50 i16 | queue_len u32 |
 //! reserved u32 (policy version)`. Mirrored by `omnetpp/core/heartbeat.h`.
@@ -37,7 +37,7 @@ pub fn saturate_i16(v: i64) -> i16 {
     v.clamp(i16::MIN as i64, i16::MAX as i64) as i16
 }
 
-/// The heartbeat's load rho (SPEC section 4, one definition for both environments): the
+/// The heartbeat's load rho (design.md section 4, one definition for both environments): the
 /// node's tasks in system (ingress ring + ready queue + running) divided by its cores, at the
 /// heartbeat's send time. 1.0 = one task per core. Mirrored by `rhoOfTasks` in
 /// `omnetpp/core/heartbeat.h`; golden vectors in `proto/testdata/heartbeat_load.csv`.

@@ -5,7 +5,7 @@
 //! of trace files (`proto/malcolm/bridge/v1/*.proto`), [`control`] the gRPC control-plane
 //! service (`proto/malcolm/control/v1/control.proto`). [`codec`] decodes envelopes with the
 //! checks every receiver needs (size, version, body). [`sth`] and [`heartbeat`] are the
-//! framework-free shared formats of SPEC section 4, mirrored by the C++ core and checked
+//! framework-free shared formats of design.md section 4, mirrored by the C++ core and checked
 //! against the golden vectors in `proto/testdata/` ([`testdata_dir`]).
 
 pub mod codec;

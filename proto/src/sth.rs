@@ -1,4 +1,4 @@
-//! Slack Time Histogram: the 16-bucket hybrid linear/log binning of task slack (SPEC section 4).
+//! Slack Time Histogram: the 16-bucket hybrid linear/log binning of task slack (design.md section 4).
 //!
 //! Pure integer code, mirrored bit for bit by `omnetpp/core/sth.h` and checked against the
 //! shared vectors in `proto/testdata/`.

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Writes the shared golden vectors straight from the SPEC's formulas.
+"""Writes the shared golden vectors straight from the design's formulas.
 
 Deliberately independent of both implementations (floats and struct.pack here, integer bit
-tricks in Rust and C++), so a shared mistake cannot hide. Re-run only when the SPEC changes:
+tricks in Rust and C++), so a shared mistake cannot hide. Re-run only when those formulas change:
     python3 proto/testdata/generate.py
 
-Besides the STH and heartbeat vectors (SPEC section 4) it writes a golden task trace: racks
-of nodes (SPEC section 6: EDF with early drop, lazy pruning and cooperative preemption, FCFS,
+Besides the STH and heartbeat vectors (design.md section 4) it writes a golden task trace: racks
+of nodes (design.md section 6: EDF with early drop, lazy pruning and cooperative preemption, FCFS,
 processor sharing; k cores of speed v; context-switch cost), tasks placed on them, and the
 completion or drop time of every task as computed by `NodeModel` below, a small reference
 scheduler written from the rules in its docstring with exact rational arithmetic. Both the
@@ -129,7 +129,7 @@ def percentile_vectors():
 
 
 def heartbeat_load_vectors():
-    """load_factor = tasks in system (ingress + ready + running) / cores, x 1000 (SPEC 4)."""
+    """load_factor = tasks in system (ingress + ready + running) / cores, x 1000 (design.md section 4)."""
     rows = [(0, 1), (0, 4), (1, 1), (1, 4), (3, 16), (1, 3), (2, 3), (5, 4), (16, 16),
             (17, 16), (100, 3), (65, 1), (66, 1), (70000, 1), (10**6, 256), (7, 256)]
     with open(os.path.join(HERE, "heartbeat_load.csv"), "w") as f:
@@ -190,7 +190,7 @@ class Job:
 
 
 class NodeModel:
-    """One node, SPEC section 6. At an instant t, in this order:
+    """One node, design.md section 6. At an instant t, in this order:
     1. every job whose work ends at t completes (on time if t <= deadline, else missed);
        processor sharing: the virtual clock advances to t and every job that has all its
        work completes. If anything completed, the dispatcher runs once.

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Writes proto/testdata/reward_vectors.csv: golden per-task rewards (SPEC section 7) shared by
+"""Writes proto/testdata/reward_vectors.csv: golden per-task rewards (design.md section 7) shared by
 the Rust policies (policies/tests/reward_golden.rs) and the Python adapter
 (python/tests/test_rewards_golden.py).
 
 Deliberately independent of both implementations: the formulas are evaluated here in 50-digit
 decimal arithmetic from the integer nanoseconds of the outcome (the implementations use binary
-floats, log1p and exp), then rounded to the nearest double. Re-run only when SPEC section 7 or
+floats, log1p and exp), then rounded to the nearest double. Re-run only when design.md section 7 or
 the reward constants change:
     python3 proto/testdata/generate_rewards.py
 
@@ -25,7 +25,7 @@ getcontext().prec = 50
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIN_DROP_LATENESS_US = Decimal(1)
 
-# SPEC section 7 defaults (policies/src/reward.rs DEFAULT_*).
+# design.md section 7 defaults (policies/src/reward.rs DEFAULT_*).
 DEFAULTS = dict(
     r_goodput="1", lam="0.1", eta="0.1", beta="10", gamma="0.5", r_min="-1000",
     linear_scale_per_us="0.01", step_hit="1", step_miss="-100",

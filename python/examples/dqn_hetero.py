@@ -7,7 +7,7 @@ with one decision per pending task: a shared Q-network scores every (task, candi
 pair from what the task's origin knows (the task, the origin's fresh state, its stale
 heartbeat view of the others, the speed and cores of each node, and the work this origin sent
 each node recently) and the task goes to the best node. Each decision is scored by its own
-task's barrier reward (SPEC section 7) when the outcome comes back (``info["outcomes"]``,
+task's barrier reward (design.md section 7) when the outcome comes back (``info["outcomes"]``,
 joined by task id): with per-task deadline rewards the discount is 0, so the Q-value is the
 expected reward of the task itself and there is no bootstrapping or target network.
 

@@ -1,4 +1,4 @@
-"""The golden reward vectors of proto/testdata/reward_vectors.csv (SPEC section 7's formulas in
+"""The golden reward vectors of proto/testdata/reward_vectors.csv (design.md section 7's formulas in
 decimal arithmetic, proto/testdata/generate_rewards.py), shared with the Rust policies'
 tests/reward_golden.rs: the adapter's rewards are the Rust learners' rewards."""
 

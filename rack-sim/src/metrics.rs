@@ -1,4 +1,4 @@
-//! Run metrics (SPEC section 9): latency percentiles, miss rate, goodput, throughput, WCET
+//! Run metrics (design.md section 9): latency percentiles, miss rate, goodput, throughput, WCET
 //! ratio, per-node utilisation and per-class miss rates, warm-up excluded.
 //!
 //! Tail figures count every measured task: a dropped task never completes, so its latency is

@@ -1,4 +1,4 @@
-//! One server of the rack (SPEC section 6) as a pure state machine: ingress ring, ready queue
+//! One server of the rack (design.md section 6) as a pure state machine: ingress ring, ready queue
 //! (EDF, FCFS or processor sharing), k cores of speed v. It knows nothing of events; every
 //! call takes `now` and reports what the simulator must do through [`Effect`]s.
 //!
@@ -110,7 +110,7 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
-    /// Speed 1.0 x 4 cores (SPEC section 9).
+    /// Speed 1.0 x 4 cores (design.md section 9).
     pub fn fast(discipline: Discipline) -> Self {
         Self {
             kind: "fast".into(),
@@ -120,7 +120,7 @@ impl NodeSpec {
         }
     }
 
-    /// Speed 0.2 x 16 cores (SPEC section 9).
+    /// Speed 0.2 x 16 cores (design.md section 9).
     pub fn slow(discipline: Discipline) -> Self {
         Self {
             kind: "slow".into(),

@@ -10,15 +10,15 @@ use crate::workload::{
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Tasks per episode (SPEC section 9: runs of 1e6 tasks).
+/// Tasks per episode (design.md section 9: runs of 1e6 tasks).
 pub const DEFAULT_TASKS: u64 = 1_000_000;
-/// Warm-up tasks excluded from the metrics (SPEC section 9: 5e4).
+/// Warm-up tasks excluded from the metrics (design.md section 9: 5e4).
 pub const DEFAULT_WARMUP_TASKS: u64 = 50_000;
-/// Heartbeat period T_hb (SPEC section 9: 50 / 100 / 500 us; 100 us is the middle).
+/// Heartbeat period T_hb (design.md section 9: 50 / 100 / 500 us; 100 us is the middle).
 pub const DEFAULT_HEARTBEAT_INTERVAL_NS: u64 = 100_000;
-/// One-way network delay: half the 5 us base RTT (SPEC section 9).
+/// One-way network delay: half the 5 us base RTT (design.md section 9).
 pub const DEFAULT_ONE_WAY_NS: u64 = 2_500;
-/// Link rate for payload serialisation (SPEC section 9: 100 Gbps).
+/// Link rate for payload serialisation (design.md section 9: 100 Gbps).
 pub const DEFAULT_LINK_GBPS: f64 = 100.0;
 /// Arrivals within this window share a decision step: the dispatcher's polling quantum, and it
 /// keeps the per-step cost of a 64-node state vector off every single task.
@@ -27,9 +27,9 @@ pub const DEFAULT_DECISION_WINDOW_NS: u64 = 1_000;
 pub const DEFAULT_MAX_BATCH: usize = 64;
 /// Default load of the named scenarios: high enough that placement matters.
 pub const DEFAULT_RHO: f64 = 0.8;
-/// Default Pareto tail (SPEC sweeps 1.1..2.5; 1.5 has infinite variance without the bound).
+/// Default Pareto tail (design.md section 9 sweeps 1.1..2.5; 1.5 has infinite variance without the bound).
 pub const DEFAULT_ALPHA: f64 = 1.5;
-/// Deadline factor F: the SPEC's tight 3 (with the loose 10, every baseline meets almost
+/// Deadline factor F: the design's tight 3 (with the loose 10, every baseline meets almost
 /// every deadline on these racks and the experiments show nothing).
 pub const DEFAULT_DEADLINE_FACTOR: f64 = 3.0;
 /// Load of `hetero` and `ideal`: with F = 3 only the fast nodes can meet deadlines, and at

@@ -10,15 +10,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
-/// Smallest Pareto service (SPEC section 9: x_m = 10 us).
+/// Smallest Pareto service (design.md section 9: x_m = 10 us).
 pub const DEFAULT_PARETO_MIN_NS: u64 = 10_000;
 /// Pareto upper bound: two decades above x_m, heavy enough for a tail, finite for moments.
 pub const DEFAULT_PARETO_MAX_NS: u64 = 1_000_000;
 /// Request payload: one small RPC that fits a single MTU frame.
 pub const DEFAULT_TASK_SIZE_BYTES: u32 = 1024;
-/// Micro-burst period (SPEC section 9: every 100 ms).
+/// Micro-burst period (design.md section 9: every 100 ms).
 pub const DEFAULT_BURST_PERIOD_NS: u64 = 100_000_000;
-/// Relative deadline of micro-burst tasks (SPEC section 9: 10 us).
+/// Relative deadline of micro-burst tasks (design.md section 9: 10 us).
 pub const DEFAULT_BURST_DEADLINE_NS: u64 = 10_000;
 /// Service of a micro-burst task: short enough that the 10 us deadline is feasible.
 pub const DEFAULT_BURST_SERVICE_NS: u64 = 2_000;
@@ -338,7 +338,7 @@ pub struct BurstSource {
 }
 
 impl BurstSource {
-    /// The SPEC's micro-bursts for a rack of `nodes` nodes: 8 tasks per node per burst.
+    /// The design's micro-bursts for a rack of `nodes` nodes: 8 tasks per node per burst.
     pub fn standard(nodes: usize) -> Self {
         Self {
             period_ns: DEFAULT_BURST_PERIOD_NS,

@@ -1,4 +1,4 @@
-//! Fixed-rule baseline policies (SPEC section 7): random, round-robin, JSQ, power-of-d,
+//! Fixed-rule baseline policies (design.md section 7): random, round-robin, JSQ, power-of-d,
 //! slack-aware greedy and discounted-UCB offloading (TOD-N), and [`factory_by_name`].
 //!
 //! They all see the same bridge `Step` as the learned agents. JSQ and power-of-d read the
@@ -38,15 +38,15 @@ pub const NAMES: &[&str] = &[
     "tod-n",
 ];
 
-/// One-way propagation when the Hello does not say (SPEC section 9: base RTT 5 us).
+/// One-way propagation when the Hello does not say (design.md section 9: base RTT 5 us).
 pub const DEFAULT_T_PROP_NS: u64 = 2_500;
-/// Link rate when the Hello does not say (SPEC section 9).
+/// Link rate when the Hello does not say (design.md section 9).
 pub const DEFAULT_LINK_GBPS: f64 = 100.0;
 /// A probe and its answer fit one minimal frame.
 pub const DEFAULT_PROBE_BYTES: u32 = 64;
 /// Time for a node to answer a probe (read its queue length and reply).
 pub const DEFAULT_T_PROC_NS: u64 = 1_000;
-/// Power-of-d's d (SPEC section 7).
+/// Power-of-d's d (design.md section 7).
 pub const DEFAULT_D: usize = 2;
 
 /// The probe cost model of JSQ and power-of-d: `max_i(2 T_prop + T_ser) + T_proc` over the

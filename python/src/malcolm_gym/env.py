@@ -10,7 +10,7 @@ onto Gymnasium's:
 - ``step(action)`` sends the ``Placement`` (``action[i]`` is the target of the i-th pending
   task) and returns the next ``Step``, or the ``EpisodeEnd`` with ``terminated`` (the
   scenario's natural end) / ``truncated`` (a task or time limit: bootstrap from the state).
-- The reward of a step is the sum of the per-task rewards (barrier, linear or step: SPEC
+- The reward of a step is the sum of the per-task rewards (barrier, linear or step: design.md
   section 7, :mod:`malcolm_gym.rewards`) of the outcomes the env reported with it: tasks
   placed at earlier steps that finished or were dropped since. ``info["outcomes"]`` has each
   task's reward and ``decided_at_step``, for per-task credit assignment.

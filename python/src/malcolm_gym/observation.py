@@ -2,7 +2,7 @@
 them. The layout (indices are stable; the README's "Bring your own agent" section repeats it):
 
 ``obs["nodes"]``  float32 ``[N, 28]``, fresh state of every node:
-    0..15 STH bucket counts (bucket 0: already late; SPEC section 4), 16 tasks queued or
+    0..15 STH bucket counts (bucket 0: already late; design.md section 4), 16 tasks queued or
     running, 17 min slack (us), 18 remaining work (us), 19 PANIC flag, 20 IDLE flag,
     21 load factor (tasks in system / cores), 22 slack p10 (us), 23 slack p50 (us),
     24 queue length, 25 utilisation since the previous Step, 26 cores, 27 core speed.
@@ -47,7 +47,7 @@ N_TOTAL, N_MIN_SLACK, N_LOAD, N_PANIC, N_IDLE, N_RHO, N_P10, N_P50, N_QUEUE, N_U
 G_KNOWN, G_AGE, G_PANIC, G_IDLE, G_RHO, G_P10, G_P50, G_QUEUE = range(8)
 T_ORIGIN, T_SLACK, T_SERVICE, T_WAITED, T_SIZE, T_CLASS = range(6)
 
-#: The 16-byte heartbeat payload (SPEC section 4), little-endian and packed.
+#: The 16-byte heartbeat payload (design.md section 4), little-endian and packed.
 HEARTBEAT_DTYPE = np.dtype(
     [
         ("node_id", "u1"),

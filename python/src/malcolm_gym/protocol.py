@@ -21,7 +21,7 @@ MAX_NODES = 256
 MAX_TASKS_PER_STEP = 1 << 16
 #: Size of one heartbeat payload in a Global State Table.
 HEARTBEAT_LEN = 16
-#: The one STH binning v1 defines (SPEC section 4): M, fine width, critical slack.
+#: The one STH binning v1 defines (design.md section 4): M, fine width, critical slack.
 STH_CONFIG = (16, 2, 20)
 
 ENV_BODIES = ("hello", "step", "episode_end", "close")

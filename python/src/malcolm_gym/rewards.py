@@ -1,4 +1,4 @@
-"""Per-task rewards (SPEC section 7), the same functions as ``policies/src/reward.rs``: barrier
+"""Per-task rewards (design.md section 7), the same functions as ``policies/src/reward.rs``: barrier
 (Malcolm-Strict), and the ablation variants linear and step. Both implementations are checked
 against the golden vectors in ``proto/testdata/reward_vectors.csv``.
 
