@@ -268,6 +268,10 @@ struct EvalArgs {
     /// Held-out seeds per policy.
     #[arg(long, default_value_t = DEFAULT_EVAL_SEEDS)]
     seeds: usize,
+    /// First seed (then consecutive ones). The default is the held-out test range; choose
+    /// settings on the validation range (700000001, what `train` validates on) instead.
+    #[arg(long, default_value_t = EVAL_SEED_BASE)]
+    seed_base: u64,
     /// Results folder (default: results/eval-<scenario>-<unix time>).
     #[arg(long, env = "MALCOLM_RESULTS")]
     out: Option<PathBuf>,
@@ -651,7 +655,7 @@ fn eval(a: EvalArgs) -> Result<()> {
         let label = format!("{spec} ({})", if fcfs { "FCFS" } else { "EDF" });
         cases.push(EvalCase::new(&label, spec, &scenario));
     }
-    let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| EVAL_SEED_BASE + i).collect();
+    let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| a.seed_base + i).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runs = job::evaluate_with_learner(&shared, &agents, &cases, &seeds, threads, true)?;
     let out = a
