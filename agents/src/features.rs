@@ -232,7 +232,7 @@ impl FeatureBuilder {
         let n = self.n();
         out.entries.clear();
         let own = &step.nodes[origin];
-        let gst = GstView::of(own);
+        let gst = GstView::of(step, origin);
         let (mut rho, mut panic, mut lq, mut seen) = (0.0, 0.0, 0.0, 0usize);
         for j in 0..n {
             let entry = if j == origin {

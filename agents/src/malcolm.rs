@@ -573,7 +573,7 @@ impl PolicyFactory for MalcolmFactory {
             .as_ref()
             .map(|r| r.control.clone())
             .ok_or_else(|| {
-                PolicyError::Checkpoint("malcolm has no learner yet (no session)".into())
+                PolicyError::NoLearnedState("malcolm has no learner yet (no session)".into())
             })?;
         self.control(control, |tx| Control::Save(path.to_path_buf(), tx))
     }

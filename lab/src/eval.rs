@@ -1,9 +1,10 @@
 //! `eval`: policies side by side on embedded-simulator scenarios with held-out seeds, each
-//! run through the bridge messages (in-process transport), in parallel over seeds.
+//! run through the session contract in process (the loopback transport), in parallel over seeds.
 
 use indicatif::ProgressBar;
 use malcolm_policies::PolicyFactory;
-use rack_sim::{run_env_loop, InProcessTransport, RackSim, Report};
+use malcolm_serve::loopback::Loopback;
+use rack_sim::{run_env_loop, RackSim, Report};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +123,7 @@ pub fn run_case(
         scenario: case.scenario.clone(),
         source,
     })?;
-    let mut t = InProcessTransport::from_factory(factory, seed);
+    let mut t = Loopback::new(factory, seed);
     let report = run_env_loop(&mut sim, &mut t, &format!("eval-{}-{seed}", case.label), 1)
         .map_err(|source| EvalError::Run {
             label: case.label.clone(),

@@ -1,11 +1,11 @@
 //! The main job: train a learner on an embedded scenario (real ZeroMQ envs), checkpoint it,
 //! evaluate it against the baselines on held-out seeds, and write a results folder.
 
-use crate::bridge::Shutdown;
+use malcolm_serve::bridge::Shutdown;
 use crate::eval::{evaluate, EvalCase, EvalRow};
-use crate::registry;
+use malcolm_serve::registry;
 use crate::results::{self, ResultsError};
-use crate::shared::Shared;
+use malcolm_serve::shared::Shared;
 use crate::train::{train, CurvePoint, TrainError, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_agents::AgentsConfig;
@@ -63,13 +63,7 @@ pub struct JobSummary {
 /// The comparison the design makes for a scenario: the learner with EDF nodes, power-of-2 with
 /// FCFS nodes (the classic system), the ideal rack for `hetero`, and the other baselines.
 pub fn default_cases(policy: &str, scenario: &str) -> Vec<EvalCase> {
-    let fcfs = |s: &str| {
-        if s.contains(':') {
-            format!("{s},discipline=fcfs")
-        } else {
-            format!("{s}:discipline=fcfs")
-        }
-    };
+    use crate::spec::fcfs;
     let mut v = vec![
         EvalCase::new("Malcolm-Strict (IQN+CVaR, EDF)", policy, scenario),
         EvalCase::new("Po2 + FCFS", "po2", &fcfs(scenario)),
@@ -159,7 +153,7 @@ pub fn run_main_job(
     let checkpoint = opts.out.join("checkpoint.safetensors");
     let checkpoint = match factory.save_checkpoint(&checkpoint) {
         Ok(info) => Some(info.path),
-        Err(PolicyError::Checkpoint(msg)) => {
+        Err(PolicyError::NoLearnedState(msg)) => {
             tracing::info!(%msg, "policy has nothing to checkpoint");
             None
         }

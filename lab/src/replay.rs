@@ -2,9 +2,9 @@
 //! compare its decisions with the recording (agreement, decision latency), and collect the
 //! recorded workload for a counterfactual run in the embedded simulator.
 
-use crate::session::Session;
-use crate::shared::Shared;
-use crate::trace::{TraceError, TraceReader};
+use malcolm_serve::session::{Session, SessionConfig};
+use malcolm_serve::shared::Shared;
+use malcolm_serve::trace::{TraceError, TraceReader};
 use hdrhistogram::Histogram;
 use malcolm_proto::bridge::{envelope::Body, Direction, Hello, OutcomeKind, PendingTask};
 use std::collections::HashMap;
@@ -33,6 +33,9 @@ pub struct ReplayReport {
     /// Set when the trace ended in a truncated or corrupt record: the error, with its offset.
     /// Everything before it was replayed.
     pub stopped_early: Option<String>,
+    /// Damaged records skipped (checksum mismatch, garbage between frames, a recorded
+    /// message that is not an envelope), with where they were.
+    pub damaged: Vec<String>,
 }
 
 /// The recorded workload of one session, for a counterfactual run.
@@ -46,8 +49,8 @@ pub struct RecordedWorkload {
 pub enum ReplayError {
     #[error(transparent)]
     Trace(#[from] TraceError),
-    #[error("trace has no records")]
-    Empty,
+    #[error("trace has no readable records{0}")]
+    Empty(String),
 }
 
 struct Replayed {
@@ -71,19 +74,44 @@ pub fn replay(
     for rec in reader {
         let rec = match rec {
             Ok(r) => r,
+            Err(e) if e.is_skipped() => {
+                tracing::warn!(error = %e, "damaged trace record skipped");
+                report.damaged.push(e.to_string());
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "trace ends early; replaying the valid prefix");
                 report.stopped_early = Some(e.to_string());
                 break;
             }
         };
-        report.records += 1;
         let direction = rec.direction();
-        let Some(env) = rec.envelope else { continue };
+        let env = match malcolm_proto::decode_envelope(&rec.envelope, usize::MAX) {
+            Ok(env) => env,
+            Err(e) => {
+                // A message the env sent that the server refused as undecodable (it was
+                // recorded as it arrived), or a damaged one.
+                report.damaged.push(format!(
+                    "record {} (session {}): the recorded message is not an envelope: {e}",
+                    report.records, rec.session_id
+                ));
+                report.records += 1;
+                continue;
+            }
+        };
+        report.records += 1;
         let s = sessions.entry(rec.session_id).or_insert_with(|| {
             order.push(rec.session_id);
             Replayed {
-                session: Session::new(rec.session_id, shared.clone()),
+                session: Session::new(
+                    rec.session_id,
+                    shared.clone(),
+                    SessionConfig {
+                        announce: false,
+                        unique_env_ids: false,
+                        ..SessionConfig::default()
+                    },
+                ),
                 replies: HashMap::new(),
                 workload: None,
             }
@@ -108,12 +136,10 @@ pub fn replay(
                     Some(Body::EpisodeEnd(end)) => count_outcomes(&mut report, &end.outcomes),
                     _ => {}
                 }
-                if env.body.is_none() {
-                    continue;
-                }
                 let is_step = matches!(env.body, Some(Body::Step(_)));
                 let t0 = Instant::now();
-                let (reply, _) = s.session.handle(env);
+                let mut env = env;
+                let (reply, _) = s.session.handle(&mut env);
                 if is_step {
                     lat.saturating_record(t0.elapsed().as_nanos().max(1) as u64);
                 }
@@ -142,7 +168,15 @@ pub fn replay(
         }
     }
     if report.records == 0 {
-        return Err(ReplayError::Empty);
+        let why = match (report.damaged.first(), &report.stopped_early) {
+            (Some(d), _) => format!(
+                " ({} damaged record(s) skipped; the first: {d})",
+                report.damaged.len()
+            ),
+            (None, Some(e)) => format!(" ({e})"),
+            (None, None) => String::new(),
+        };
+        return Err(ReplayError::Empty(why));
     }
     report.sessions = sessions.len() as u64;
     report.agreement = if report.decisions > 0 {
@@ -230,12 +264,11 @@ pub fn counterfactual(
         scenario.heartbeat_interval_ns = w.hello.heartbeat_interval_ns;
     }
     let mut sim = rack_sim::RackSim::new(scenario, w.hello.seed)?;
-    let mut t = rack_sim::InProcessTransport::from_factory(factory, w.hello.seed);
-    Ok(rack_sim::run_env_loop(
+    Ok(malcolm_serve::loopback::run_factory(
         &mut sim,
-        &mut t,
+        factory,
+        w.hello.seed,
         &format!("counterfactual-{}", w.hello.env_id),
-        1,
     )?)
 }
 

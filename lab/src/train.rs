@@ -3,11 +3,13 @@
 //! [`ValidationOptions`], validates the acting weights greedily every few minutes on
 //! validation seeds (never the held-out test seeds) and keeps the best checkpoint.
 
-use crate::bridge::{Bridge, BridgeConfig, Shutdown};
-use crate::shared::{Counters, Shared};
+use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
+use malcolm_serve::shared::{Counters, Shared};
 use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_policies::PolicyFactory;
-use rack_sim::{run_env_loop, run_policy, RackSim, ZmqEnvClient};
+use malcolm_serve::loopback::run_factory;
+use malcolm_serve::session::SessionConfig;
+use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,7 +114,7 @@ pub struct CurvePoint {
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error(transparent)]
-    Bridge(#[from] crate::bridge::BridgeError),
+    Bridge(#[from] malcolm_serve::bridge::BridgeError),
     #[error("scenario: {0}")]
     Scenario(#[from] rack_sim::SimError),
     #[error("env {env}: {source}")]
@@ -139,18 +141,15 @@ enum EnvMsg {
 /// Greedy episodes of `factory` (a frozen copy) on the validation seeds: mean miss rate and
 /// goodput.
 pub fn validate(
-    factory: &dyn PolicyFactory,
+    factory: &Arc<dyn PolicyFactory>,
     scenario: &rack_sim::Scenario,
     seeds: &[u64],
 ) -> Result<(f64, f64), TrainError> {
     let (mut miss, mut goodput) = (0.0, 0.0);
     for &seed in seeds {
         let mut sim = RackSim::new(scenario.clone(), seed)?;
-        let policy = factory
-            .new_session(&sim.hello("validation"), seed)
+        let r = run_factory(&mut sim, factory.clone(), seed, "validation")
             .map_err(|e| TrainError::Validation(e.to_string()))?;
-        let r =
-            run_policy(&mut sim, policy, 1).map_err(|e| TrainError::Validation(e.to_string()))?;
         miss += r.miss_rate;
         goodput += r.goodput_per_s;
     }
@@ -176,7 +175,7 @@ impl Validator {
         let version = copy.status().policy_version;
         let l = factory.status();
         let decisions = Counters::get(&shared.counters.decisions);
-        let (miss_rate, goodput_per_s) = validate(copy.as_ref(), &self.scenario, &self.opts.seeds)?;
+        let (miss_rate, goodput_per_s) = validate(&copy, &self.scenario, &self.opts.seeds)?;
         let mut points = self.points.lock().expect("validation lock");
         let best = points
             .iter()
@@ -230,6 +229,11 @@ pub fn train(
             endpoints: vec![endpoint],
             // Learner sessions decide in ~100 us: spread envs over threads.
             workers: opts.envs.max(1),
+            // A session per training episode: connects are logged at DEBUG, not INFO.
+            session: SessionConfig {
+                announce: false,
+                ..SessionConfig::default()
+            },
             ..BridgeConfig::default()
         },
     )?;
@@ -246,9 +250,9 @@ pub fn train(
             let scenario = rack_sim::by_name(&v.scenario)?;
             let baseline = match &v.baseline {
                 Some(spec) => {
-                    let f = crate::registry::make_factory(spec, &Default::default())
+                    let f = malcolm_serve::registry::make_factory(spec, &Default::default())
                         .map_err(|e| TrainError::Validation(format!("baseline {spec}: {e}")))?;
-                    let (miss, goodput) = validate(f.as_ref(), &scenario, &v.seeds)?;
+                    let (miss, goodput) = validate(&f, &scenario, &v.seeds)?;
                     Some((spec.clone(), miss, goodput))
                 }
                 None => None,

@@ -2,7 +2,7 @@
 //! the outcome tap must see exactly the measured tasks the simulator's report counts, and the
 //! per-point summary must be the mean over seeds.
 
-use agent_server::experiment::{
+use malcolm_lab::experiment::{
     evaluate_points, microburst_eval_scenario, pivot_table, point_rows, replot, Ctx,
     ExperimentArgs, Metric, Point, Size,
 };
@@ -72,7 +72,7 @@ fn tap_counts_match_the_report_and_summary_is_the_mean() {
     }
     // The summary reads back and redraws (what `--replot` does).
     let dir = tempfile::tempdir().unwrap();
-    agent_server::results::write_csv(&dir.path().join("summary.csv"), &rows).unwrap();
+    malcolm_lab::results::write_csv(&dir.path().join("summary.csv"), &rows).unwrap();
     replot("load", dir.path()).unwrap();
     let png = std::fs::read(dir.path().join("p999_vs_load.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

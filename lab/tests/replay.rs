@@ -1,10 +1,12 @@
 //! Record a real run over ZeroMQ to a trace file, then replay it: 100% decision agreement with
-//! the same frozen policy and seed; truncated and corrupt traces keep their valid prefix.
+//! the same frozen policy and seed; a garbage message recorded in the stream, a flipped bit,
+//! a damaged first record, a torn end are reported and skipped, never fatal; `--record` stops
+//! at its size limit.
 
-use agent_server::bridge::BridgeConfig;
-use agent_server::replay::{counterfactual, replay};
-use agent_server::server::{self, ServeOptions};
-use agent_server::shared::Shared;
+use malcolm_serve::bridge::BridgeConfig;
+use malcolm_lab::replay::{counterfactual, replay};
+use malcolm_serve::server::{self, ServeOptions};
+use malcolm_serve::shared::Shared;
 use malcolm_agents::AgentsConfig;
 use malcolm_policies::Mode;
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
@@ -14,7 +16,7 @@ use std::time::Duration;
 fn shared(policy: &str) -> std::sync::Arc<Shared> {
     let s = Shared::new(
         policy,
-        agent_server::registry::maker(AgentsConfig::default()),
+        malcolm_serve::registry::maker(AgentsConfig::default()),
     )
     .unwrap();
     s.set_mode(Mode::Frozen);
@@ -23,6 +25,12 @@ fn shared(policy: &str) -> std::sync::Arc<Shared> {
 
 /// Serves `policy` frozen, records two envs' episodes to `trace`, returns their miss rates.
 fn record(policy: &str, trace: &Path) -> Vec<f64> {
+    record_with(policy, trace, 0, false)
+}
+
+/// [`record`] with a size limit (0: none) and, when `garbage`, a third connection that sends
+/// one undecodable message while the envs run.
+fn record_with(policy: &str, trace: &Path, max_bytes: u64, garbage: bool) -> Vec<f64> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -49,6 +57,7 @@ fn record(policy: &str, trace: &Path) -> Vec<f64> {
         shared,
         ServeOptions {
             record: Some(trace.to_path_buf()),
+            record_max_bytes: max_bytes,
             checkpoint_on_exit: None,
             scenario: "hetero".into(),
         },
@@ -69,6 +78,19 @@ fn record(policy: &str, trace: &Path) -> Vec<f64> {
             })
         })
         .collect();
+    if garbage {
+        // A client that is not an env: its bytes are refused and recorded as they came.
+        let ctx = zmq::Context::new();
+        let s = ctx.socket(zmq::DEALER).unwrap();
+        s.set_rcvtimeo(10_000).unwrap();
+        s.connect(&ep).unwrap();
+        s.send(&b"\xff\xfegarbage, not an envelope"[..], 0).unwrap();
+        let reply = malcolm_proto::decode_envelope(&s.recv_bytes(0).unwrap(), 1 << 20).unwrap();
+        assert!(matches!(
+            reply.body,
+            Some(malcolm_proto::bridge::envelope::Body::Error(_))
+        ));
+    }
     let miss: Vec<f64> = envs.into_iter().map(|t| t.join().unwrap()).collect();
     tx.send(()).unwrap();
     rt.block_on(srv).unwrap().unwrap();
@@ -115,39 +137,108 @@ fn a_different_policy_disagrees() {
     );
 }
 
+/// Frame starts of a format-2 trace (the header's first).
+fn frames(bytes: &[u8]) -> Vec<usize> {
+    bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == malcolm_serve::trace::FRAME_MARKER)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 #[test]
-fn truncated_and_corrupt_traces_keep_their_valid_prefix() {
+fn a_torn_end_keeps_the_valid_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("full.trace");
     record("po2", &trace);
     let bytes = std::fs::read(&trace).unwrap();
-
-    // Cut in the middle of a record.
     let cut = dir.path().join("cut.trace");
     std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let (r, _) = replay(&cut, shared("po2")).unwrap();
     let msg = r.stopped_early.clone().expect("truncation reported");
     assert!(msg.contains("truncated at byte offset"), "{msg}");
-    assert!(r.records > 10 && r.decisions > 0);
+    assert!(r.records > 10 && r.decisions > 0 && r.damaged.is_empty());
     assert_eq!(r.agreement, 1.0, "the valid prefix replays exactly");
-
-    // Flip bytes in the middle: a corrupt record is reported with its offset.
-    let mut bad = bytes.clone();
-    let mid = bad.len() / 2;
-    for b in &mut bad[mid..mid + 64] {
-        *b = 0xff;
-    }
-    let corrupt = dir.path().join("corrupt.trace");
-    std::fs::write(&corrupt, &bad).unwrap();
-    let (r, _) = replay(&corrupt, shared("po2")).unwrap();
-    let msg = r.stopped_early.expect("corruption reported");
-    assert!(msg.contains("offset"), "{msg}");
-    assert!(r.records > 10);
-
     // Not a trace at all.
     let junk = dir.path().join("junk.trace");
     std::fs::write(&junk, b"hello world").unwrap();
     assert!(replay(&junk, shared("po2")).is_err());
+}
+
+#[test]
+fn a_garbage_message_in_the_stream_is_reported_and_the_rest_replays_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("garbage.trace");
+    record_with("po2", &trace, 0, true);
+    let (r, _) = replay(&trace, shared("po2")).unwrap();
+    assert!(r.stopped_early.is_none(), "{r:?}");
+    assert_eq!(r.damaged.len(), 1, "{:?}", r.damaged);
+    assert!(r.damaged[0].contains("not an envelope"), "{:?}", r.damaged);
+    // Both envs' whole runs are still there and agree exactly.
+    assert_eq!(r.sessions, 3, "two envs and the garbage sender");
+    assert!(r.decisions > 2 * 1500);
+    assert_eq!(r.agreement, 1.0);
+}
+
+#[test]
+fn a_flipped_bit_is_caught_by_the_checksum_and_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("bits.trace");
+    record("po2", &trace);
+    let mut bytes = std::fs::read(&trace).unwrap();
+    let f = frames(&bytes);
+    let clean = replay(&trace, shared("po2")).unwrap().0;
+    // One bit in the payload of a record in the middle.
+    let k = f.len() / 2;
+    bytes[f[k] + 12 + (f[k + 1] - f[k] - 12) / 2] ^= 0x04;
+    let flipped = dir.path().join("flipped.trace");
+    std::fs::write(&flipped, &bytes).unwrap();
+    let (r, _) = replay(&flipped, shared("po2")).unwrap();
+    assert!(r.stopped_early.is_none(), "{r:?}");
+    assert_eq!(r.damaged.len(), 1, "{:?}", r.damaged);
+    assert!(r.damaged[0].contains("checksum mismatch"), "{:?}", r.damaged);
+    assert_eq!(r.records, clean.records - 1, "exactly the damaged record is missing");
+}
+
+#[test]
+fn a_damaged_first_record_is_named_and_the_rest_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("first.trace");
+    record("po2", &trace);
+    let mut bytes = std::fs::read(&trace).unwrap();
+    let f = frames(&bytes);
+    // f[0] is the header's frame, f[1] the first record's: wreck its marker.
+    bytes[f[1]] = b'X';
+    let first = dir.path().join("first-damaged.trace");
+    std::fs::write(&first, &bytes).unwrap();
+    let (r, _) = replay(&first, shared("po2")).unwrap();
+    assert_eq!(r.damaged.len(), 1, "{:?}", r.damaged);
+    assert!(
+        r.damaged[0].contains(&format!("offset {}", f[1])),
+        "{:?}",
+        r.damaged
+    );
+    assert!(r.records > 10);
+    // Only records, all damaged: the error says what was found.
+    let only = dir.path().join("only-damaged.trace");
+    std::fs::write(&only, &bytes[..f[2]]).unwrap();
+    let e = replay(&only, shared("po2")).unwrap_err().to_string();
+    assert!(e.contains("no readable records") && e.contains("damaged"), "{e}");
+}
+
+#[test]
+fn recording_stops_at_its_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("capped.trace");
+    let limit = 64 << 10;
+    record_with("po2", &trace, limit, false);
+    let len = std::fs::metadata(&trace).unwrap().len();
+    assert!(len <= limit && len > limit / 2, "{len} bytes for a limit of {limit}");
+    // What was written is a valid trace; the run itself went on to the end.
+    let (r, _) = replay(&trace, shared("po2")).unwrap();
+    assert!(r.stopped_early.is_none() && r.damaged.is_empty(), "{r:?}");
+    assert!(r.records > 10);
 }
 
 #[test]

@@ -1,12 +1,11 @@
 //! The gRPC control plane (`malcolm.control.v1.AgentControl`), plus the standard health and
 //! reflection services so stock gRPC tools work against the server.
 
-use crate::session::mode_name;
 use crate::shared::{Counters, Shared};
 use malcolm_policies::Mode;
 use malcolm_proto::control::agent_control_server::{AgentControl, AgentControlServer};
 use malcolm_proto::control::{
-    CheckpointReply, CheckpointRequest, GetStatusRequest, Metrics, Mode as PbMode, SetModeRequest,
+    CheckpointReply, CheckpointRequest, GetStatusRequest, Metrics, SetModeRequest,
     SetPolicyRequest, Status, StreamMetricsRequest,
 };
 use std::pin::Pin;
@@ -19,23 +18,6 @@ use tonic::{Request, Response};
 const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(20);
 /// Interval used when the client leaves it at 0.
 const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_secs(1);
-
-pub fn mode_to_pb(m: Mode) -> PbMode {
-    match m {
-        Mode::Train => PbMode::Train,
-        Mode::Eval => PbMode::Eval,
-        Mode::Frozen => PbMode::Frozen,
-    }
-}
-
-pub fn mode_from_pb(m: PbMode) -> Option<Mode> {
-    match m {
-        PbMode::Train => Some(Mode::Train),
-        PbMode::Eval => Some(Mode::Eval),
-        PbMode::Frozen => Some(Mode::Frozen),
-        PbMode::Unspecified => None,
-    }
-}
 
 /// The control service (cheap to clone: tonic clones it per connection).
 #[derive(Clone)]
@@ -79,7 +61,7 @@ impl Control {
             decisions_per_second: rate,
             policy: factory.name().to_string(),
             policy_version: l.policy_version,
-            mode: mode_to_pb(factory.mode()) as i32,
+            mode: factory.mode().to_pb() as i32,
             learner_loss: l.loss,
             learner_updates: l.updates,
             replay_len: l.replay_len,
@@ -93,6 +75,7 @@ impl Control {
             samples_per_insert_target: l.target_samples_per_insert,
             samples_per_insert: l.samples_per_insert,
             env_wait_seconds: l.env_wait_s,
+            disconnects: Counters::get(&c.disconnects),
         }
     }
 }
@@ -137,12 +120,12 @@ impl AgentControl for Control {
         &self,
         req: Request<SetModeRequest>,
     ) -> Result<Response<Status>, tonic::Status> {
-        let pb = PbMode::try_from(req.get_ref().mode)
+        let pb = malcolm_proto::bridge::Mode::try_from(req.get_ref().mode)
             .map_err(|_| tonic::Status::invalid_argument("unknown mode value"))?;
-        let mode = mode_from_pb(pb)
+        let mode = Mode::from_pb(pb)
             .ok_or_else(|| tonic::Status::invalid_argument("mode must be train, eval or frozen"))?;
         self.shared.set_mode(mode);
-        tracing::info!(mode = mode_name(mode), "mode set over gRPC");
+        tracing::info!(mode = mode.name(), "mode set over gRPC");
         Ok(Response::new(self.status()))
     }
 

@@ -50,7 +50,52 @@ pub fn make_factory(
     }
 }
 
+/// The policy flags every subcommand that serves a policy shares.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Policy: malcolm-strict (alias iqn), malcolm, po2, power-of-d[:d=3], jsq, jsq-stale,
+    /// slack-greedy, tod-n, round-robin, random. Baselines take `name:key=value,...`
+    /// parameters.
+    #[arg(long, env = "MALCOLM_POLICY", default_value = "malcolm-strict")]
+    pub policy: String,
+    /// JSON file with the learners' hyper-parameters (defaults: design.md section 7).
+    #[arg(long, env = "MALCOLM_AGENTS_CONFIG")]
+    pub agents_config: Option<std::path::PathBuf>,
+}
+
 /// A factory maker for [`crate::shared::Shared`] bound to one agents configuration.
 pub fn maker(agents: AgentsConfig) -> Box<crate::shared::FactoryMaker> {
     Box::new(move |spec: &str| make_factory(spec, &agents))
+}
+
+/// Why the learners' configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentsConfigError {
+    #[error("reading agents config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing agents config {path}: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+}
+
+/// The learners' hyper-parameters: the JSON file at `path`, or the defaults (design.md
+/// section 7) when there is none. The one place every subcommand reads it.
+pub fn load_agents_config(path: Option<&std::path::Path>) -> Result<AgentsConfig, AgentsConfigError> {
+    let Some(path) = path else {
+        return Ok(AgentsConfig::default());
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| AgentsConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| AgentsConfigError::Parse {
+        path: shown,
+        source,
+    })
 }

@@ -1,10 +1,11 @@
-//! State shared by the bridge workers and the control plane: the active policy, the policy
-//! registry, counters and the decision-latency histogram.
+//! State shared by the sessions (on the bridge's threads or in process) and the control
+//! plane: the active policy, the policy registry, the env ids in use, counters and the
+//! decision-latency histogram.
 
 use hdrhistogram::Histogram;
 use malcolm_policies::{LearnerStatus, Mode, PolicyError, PolicyFactory};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Makes a policy factory from a name (baselines and learners). The server keeps one factory
@@ -12,14 +13,20 @@ use std::sync::{Arc, Mutex, RwLock};
 pub type FactoryMaker =
     dyn Fn(&str) -> Result<Arc<dyn PolicyFactory>, PolicyError> + Send + Sync + 'static;
 
-/// Monotonic counters, read by the control plane.
+/// Monotonic counters (and one gauge, `envs_connected`), read by the control plane.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Open sessions (a gauge).
     pub envs_connected: AtomicU64,
     pub steps: AtomicU64,
     pub decisions: AtomicU64,
+    /// Requests answered with an Error (refusals of bad input included).
     pub errors: AtomicU64,
+    /// Sessions ended without Close: silent past the timeout, or their connection dropped.
     pub sessions_expired: AtomicU64,
+    /// Of those, the ones whose connection ZeroMQ reported gone (the env died, or sent a
+    /// message above the hard cap).
+    pub disconnects: AtomicU64,
     pub episodes: AtomicU64,
     pub outcomes: AtomicU64,
     pub outcomes_missed: AtomicU64,
@@ -43,8 +50,12 @@ struct Active {
 
 pub struct Shared {
     active: RwLock<Active>,
+    /// Mirrors `active.factory.decides_inline()` for the bridge's per-message check.
+    inline: AtomicBool,
     factories: Mutex<HashMap<String, Arc<dyn PolicyFactory>>>,
     maker: Box<FactoryMaker>,
+    /// Env id -> session id of the open sessions (env ids are unique among them).
+    env_ids: Mutex<HashMap<String, u64>>,
     pub counters: Counters,
     /// Agent-side time to handle a Step (receive to reply queued), nanoseconds. Reset by
     /// whoever reports an interval (the metrics stream).
@@ -71,15 +82,34 @@ impl Shared {
         let mut factories = HashMap::new();
         factories.insert(factory.name().to_string(), factory.clone());
         Ok(Arc::new(Self {
+            inline: AtomicBool::new(factory.decides_inline()),
             active: RwLock::new(Active {
                 generation: 1,
                 factory,
             }),
             factories: Mutex::new(factories),
             maker,
+            env_ids: Mutex::new(HashMap::new()),
             counters: Counters::default(),
             decide_ns: Mutex::new(new_histogram()),
         }))
+    }
+
+    /// Serves `factory` and nothing else (in-process runs: every other name is unknown).
+    pub fn fixed(factory: Arc<dyn PolicyFactory>) -> Arc<Self> {
+        let name = factory.name().to_string();
+        let only = factory.clone();
+        Self::new(
+            &name,
+            Box::new(move |n: &str| {
+                if n == only.name() {
+                    Ok(only.clone())
+                } else {
+                    Err(PolicyError::UnknownPolicy(n.to_string()))
+                }
+            }),
+        )
+        .expect("the fixed factory makes itself")
     }
 
     /// The active factory and its generation.
@@ -90,6 +120,12 @@ impl Shared {
 
     pub fn generation(&self) -> u64 {
         self.active.read().expect("active policy lock").generation
+    }
+
+    /// Whether the active policy decides cheaply enough to run on the receiving thread
+    /// (`PolicyFactory::decides_inline`).
+    pub fn decides_inline(&self) -> bool {
+        self.inline.load(Ordering::Relaxed)
     }
 
     pub fn policy_name(&self) -> String {
@@ -121,6 +157,8 @@ impl Shared {
     pub fn bump(&self, factory: Arc<dyn PolicyFactory>) {
         let mut a = self.active.write().expect("active policy lock");
         a.generation += 1;
+        self.inline
+            .store(factory.decides_inline(), Ordering::Relaxed);
         a.factory = factory;
     }
 
@@ -134,6 +172,26 @@ impl Shared {
 
     pub fn learner_status(&self) -> LearnerStatus {
         self.active().1.status()
+    }
+
+    /// Claims `env_id` for `session`; `Err` with the session that holds it.
+    pub fn claim_env_id(&self, env_id: &str, session: u64) -> Result<(), u64> {
+        let mut ids = self.env_ids.lock().expect("env ids lock");
+        match ids.get(env_id) {
+            Some(&other) if other != session => Err(other),
+            _ => {
+                ids.insert(env_id.to_string(), session);
+                Ok(())
+            }
+        }
+    }
+
+    /// Releases `env_id` if `session` holds it.
+    pub fn release_env_id(&self, env_id: &str, session: u64) {
+        let mut ids = self.env_ids.lock().expect("env ids lock");
+        if ids.get(env_id) == Some(&session) {
+            ids.remove(env_id);
+        }
     }
 
     pub fn record_decide_ns(&self, ns: u64) {

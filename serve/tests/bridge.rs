@@ -3,7 +3,7 @@
 
 mod common;
 
-use agent_server::shared::Counters;
+use malcolm_serve::shared::Counters;
 use common::*;
 use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::encode_envelope;

@@ -1,11 +1,12 @@
 //! The gRPC control plane against a running server with a real learner and real envs over
 //! ZeroMQ: status, mode switch, checkpoint save/load, policy switch, health, metrics stream.
 
-use agent_server::bridge::{BridgeConfig, Shutdown};
-use agent_server::server::{self, ServeOptions};
-use agent_server::shared::Shared;
+use malcolm_serve::bridge::{BridgeConfig, Shutdown};
+use malcolm_serve::server::{self, ServeOptions};
+use malcolm_serve::shared::Shared;
 use malcolm_agents::AgentsConfig;
 use malcolm_proto::control::agent_control_client::AgentControlClient;
+use malcolm_proto::bridge::Mode;
 use malcolm_proto::control::*;
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::time::Duration;
@@ -23,7 +24,7 @@ fn small_agents() -> AgentsConfig {
 async fn control_plane_steers_a_server_while_envs_run() {
     let shared = Shared::new(
         "malcolm-strict",
-        agent_server::registry::maker(small_agents()),
+        malcolm_serve::registry::maker(small_agents()),
     )
     .unwrap();
     let ctx = zmq::Context::new();

@@ -12,22 +12,21 @@
 //!   rate, latency / relative deadline ([`margin`]), learning curves ([`curves`]).
 //! - `heavy-tail`: miss rate against Pareto alpha 2.5 .. 1.1.
 //! - `staleness`: goodput against heartbeat interval 10 .. 1000 us; JSQ on the stale view
-//!   ([`stale_jsq`]) next to probing JSQ and Malcolm-Strict.
+//!   (the `jsq-stale` baseline) next to probing JSQ and Malcolm-Strict.
 //! - `load`: p99.9 latency against load 0.4 .. 0.95.
 //! - `microburst`: miss rate of the micro-burst tasks (class 1).
 //! - `cvar`: CVaR alpha 0.05 vs 0.10 vs 1.0.
 
 pub mod curves;
 pub mod margin;
-pub mod stale_jsq;
 
-use crate::bridge::Shutdown;
+use malcolm_serve::bridge::Shutdown;
 use crate::eval::{EvalCase, EvalRow};
 use crate::job::{self, EVAL_SEED_BASE};
 use crate::plots::{line_chart, Chart, Series};
-use crate::registry;
+use malcolm_serve::registry;
 use crate::results::{self, SummaryRow};
-use crate::shared::Shared;
+use malcolm_serve::shared::Shared;
 use crate::stats::MeanCi;
 use crate::train::{
     train, CurvePoint, TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY,
@@ -39,7 +38,8 @@ use malcolm_agents::config::RewardKindName;
 use malcolm_agents::AgentsConfig;
 use malcolm_policies::{Mode, PolicyFactory};
 use margin::{MarginHist, Tap};
-use rack_sim::{InProcessTransport, RackSim, Report, Scenario};
+use malcolm_serve::loopback::Loopback;
+use rack_sim::{RackSim, Report, Scenario};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -213,16 +213,7 @@ impl Size {
     }
 }
 
-/// Appends `key=value,...` overrides to a scenario spec.
-pub fn with(spec: &str, kv: &str) -> String {
-    if kv.is_empty() {
-        spec.to_string()
-    } else if spec.contains(':') {
-        format!("{spec},{kv}")
-    } else {
-        format!("{spec}:{kv}")
-    }
-}
+pub use crate::spec::with;
 
 /// A trained learner, kept for the rest of the process (`all` reuses identical ones).
 #[derive(Clone)]
@@ -245,14 +236,7 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(args: ExperimentArgs) -> Result<Self> {
-        let agents = match &args.agents_config {
-            None => AgentsConfig::default(),
-            Some(p) => serde_json::from_str(
-                &std::fs::read_to_string(p)
-                    .with_context(|| format!("reading agents config {}", p.display()))?,
-            )
-            .with_context(|| format!("parsing agents config {}", p.display()))?,
-        };
+        let agents = registry::load_agents_config(args.agents_config.as_deref())?;
         Ok(Self {
             args,
             agents,
@@ -465,8 +449,6 @@ pub fn evaluate_points(
         }
         let f = if let Some(f) = learners.get(&p.policy) {
             f.clone()
-        } else if p.policy == stale_jsq::NAME {
-            Arc::new(stale_jsq::StaleJsqFactory)
         } else {
             registry::make_factory(&p.policy, &ctx.agents)
                 .with_context(|| format!("policy {}", p.policy))?
@@ -528,7 +510,7 @@ pub fn run_point(
     let measured = sc.warmup_tasks..sc.limits.tasks.unwrap_or(u64::MAX);
     let mut sim = RackSim::new(sc.clone(), seed)
         .with_context(|| format!("scenario {}", point.scenario_spec))?;
-    let mut inner = InProcessTransport::from_factory(factory, seed);
+    let mut inner = Loopback::new(factory, seed);
     let mut tap = Tap::new(&mut inner, measured);
     let report = rack_sim::run_env_loop(
         &mut sim,
@@ -1525,7 +1507,7 @@ fn staleness(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
         points.push(Point::new(MS, "learner:ms", &at(hb), x)?);
         points.push(Point::new(
             "JSQ on stale heartbeats (EDF)",
-            stale_jsq::NAME,
+            "jsq-stale",
             &at(hb),
             x,
         )?);
@@ -2020,12 +2002,6 @@ mod tests {
 
     #[test]
     fn specs_and_commands() {
-        assert_eq!(with("hetero", "tasks=10"), "hetero:tasks=10");
-        assert_eq!(
-            with("hetero:rho=0.5", "tasks=10"),
-            "hetero:rho=0.5,tasks=10"
-        );
-        assert_eq!(with("hetero", ""), "hetero");
         let mut a = ExperimentArgs {
             name: "barrier-ablation".into(),
             quick: false,

@@ -2,8 +2,8 @@
 //! a hand-built rack and Step.
 #![allow(dead_code)]
 
-use agent_server::bridge::{Bridge, BridgeConfig, Shutdown};
-use agent_server::shared::Shared;
+use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
+use malcolm_serve::shared::Shared;
 use malcolm_policies::{Decision, Policy, PolicyError, PolicyFactory};
 use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::{decode_envelope, encode_envelope};
@@ -105,6 +105,7 @@ pub fn start_bridge_with(
             session_timeout,
             max_message_bytes,
             poll_interval: Duration::from_millis(20),
+            session: Default::default(),
         },
     )
     .unwrap();
@@ -151,8 +152,11 @@ impl RawEnv {
     }
 }
 
+/// A Hello of a v1 env (it offers only version 1: the raw client speaks v1).
 pub fn hello(n: u32, env_id: &str) -> Hello {
-    agent_server::bench::synthetic_hello(n, env_id)
+    let mut h = malcolm_serve::synthetic::synthetic_hello(n, env_id);
+    h.protocol_versions = vec![1];
+    h
 }
 
 /// A Step of `n` nodes where node `(k % n)` has the shortest queue, with `tasks` tasks.
@@ -192,6 +196,7 @@ pub fn step(n: u32, episode: u64, index: u64, tasks: u32, k: u32) -> Step {
             })
             .collect(),
         outcomes: vec![],
+        ..Default::default()
     }
 }
 
