@@ -118,10 +118,36 @@ fn main() {
             },
             "linear head (ablation)",
         );
+        // Other head widths and tau counts, on request (their costs, not their learning).
+        if std::env::var_os("MALCOLM_BENCH_WIDTHS").is_some() {
+            for (h2, k) in [(8, 8), (16, 4), (8, 4)] {
+                inference_bench(
+                    &mut rng,
+                    IqnConfig {
+                        head_hidden: h2,
+                        k_tau: k,
+                        ..shipped.clone()
+                    },
+                    &format!("head hidden {h2}, K {k}"),
+                );
+            }
+        }
     }
     if run("training") {
         for nodes in [5, NODES] {
-            train_bench(&mut rng, &shipped, nodes);
+            train_bench(&mut rng, &shipped, nodes, "shipped, discount 0");
+        }
+        let bootstrap = IqnConfig {
+            discount: 0.99,
+            ..shipped.clone()
+        };
+        for nodes in [5, NODES] {
+            train_bench(
+                &mut rng,
+                &bootstrap,
+                nodes,
+                "discount 0.99: target network over next states",
+            );
         }
     }
 }
@@ -178,7 +204,7 @@ fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, config: IqnConfig, label: 
 /// Synchronous learner updates on random transitions whose next states have `nodes`
 /// candidates (the replay keeps the best `next_candidates`), timed in rounds alternating with
 /// the PyTorch reference (agents/benches/iqn_reference.py) run by the project's venv python.
-fn train_bench(rng: &mut rand_chacha::ChaCha8Rng, config: &IqnConfig, nodes: usize) {
+fn train_bench(rng: &mut rand_chacha::ChaCha8Rng, config: &IqnConfig, nodes: usize, label: &str) {
     let mut learner = Learner::new(config.clone()).expect("learner");
     for _ in 0..8192 {
         let r = |rng: &mut rand_chacha::ChaCha8Rng, n: usize| -> Box<[f32]> {
@@ -216,7 +242,7 @@ fn train_bench(rng: &mut rand_chacha::ChaCha8Rng, config: &IqnConfig, nodes: usi
     ours.sort_by(f64::total_cmp);
     theirs.sort_by(f64::total_cmp);
     let line = format!(
-        "training, batch {}, next states of {nodes} candidates ({m} kept), 1 thread: Rust {:.0} updates/s ({:.2} ms/update)",
+        "training ({label}), batch {}, next states of {nodes} candidates ({m} kept), 1 thread: Rust {:.0} updates/s ({:.2} ms/update)",
         config.batch,
         ours[1],
         1e3 / ours[1]

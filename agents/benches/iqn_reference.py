@@ -96,12 +96,17 @@ def main():
         taus = torch.rand(N)
         taus2 = torch.rand(N2)
         with torch.no_grad():
-            wt = w_target
-            pn = psi(wt, b["next_shared"], b["next_cand"])
-            cvar = quantiles(wt, pn, phi(wt, select)).mean(-1).masked_fill(~b["mask"], float("-inf"))
-            a = cvar.argmax(1).view(B, 1, 1).expand(B, 1, H)
-            q_next = quantiles(wt, pn.gather(1, a), phi(wt, taus2)).squeeze(1)
-            tgt = b["reward"].unsqueeze(1) + gamma * q_next
+            if gamma == 0.0:
+                # A contextual bandit (the shipped discount): the target is the reward itself.
+                tgt = b["reward"].unsqueeze(1)
+            else:
+                wt = w_target
+                pn = psi(wt, b["next_shared"], b["next_cand"])
+                sel = quantiles(wt, pn, phi(wt, select)).mean(-1)
+                a = sel.masked_fill(~b["mask"], float("-inf")).argmax(1)
+                a = a.view(B, 1, 1).expand(B, 1, H)
+                q_next = quantiles(wt, pn.gather(1, a), phi(wt, taus2)).squeeze(1)
+                tgt = b["reward"].unsqueeze(1) + gamma * q_next
         w = w_online
         pred = quantiles(w, psi(w, b["shared"], b["chosen"]), phi(w, taus)).squeeze(1)
         with torch.no_grad():
@@ -109,7 +114,7 @@ def main():
             u = tgt.unsqueeze(2) - pred.unsqueeze(1)
             c = u.clamp(-kappa, kappa)
             s1, s2 = c.sum(1), c.clamp_max(0).sum(1)
-            gp = (taus * s1 + (1 - 2 * taus) * s2) * (-1.0 / (B * N2) / kappa)
+            gp = (taus * s1 + (1 - 2 * taus) * s2) * (-1.0 / (B * tgt.shape[1]) / kappa)
         (g,) = torch.autograd.grad((pred * gp).sum(), [online])
         with torch.no_grad():
             norm = g.square().sum().sqrt().item()

@@ -137,6 +137,8 @@ pub struct FeatureBuilder {
 pub struct OriginView {
     /// (heartbeat, age in us, missing).
     pub entries: Vec<(Heartbeat, f64, bool)>,
+    /// The same ages in ns, exact.
+    pub ages_ns: Vec<u64>,
     /// Rack aggregates: mean rho, panic fraction, mean ln(1+queue_len).
     pub mean_rho: f64,
     pub panic_frac: f64,
@@ -231,22 +233,24 @@ impl FeatureBuilder {
     pub fn origin_view(&self, step: &Step, origin: usize, out: &mut OriginView) {
         let n = self.n();
         out.entries.clear();
+        out.ages_ns.clear();
         let own = &step.nodes[origin];
         let gst = GstView::of(step, origin);
         let (mut rho, mut panic, mut lq, mut seen) = (0.0, 0.0, 0.0, 0usize);
         for j in 0..n {
-            let entry = if j == origin {
-                (fresh_heartbeat(own), 0.0, false)
+            let (entry, age_ns) = if j == origin {
+                ((fresh_heartbeat(own), 0.0, false), 0)
             } else {
                 match gst.get(j) {
-                    Some((hb, age)) => (hb, age as f64 / 1e3, false),
-                    None => (Heartbeat::default(), 0.0, true),
+                    Some((hb, age)) => ((hb, age as f64 / 1e3, false), age),
+                    None => ((Heartbeat::default(), 0.0, true), 0),
                 }
             };
+            out.ages_ns.push(age_ns);
             if !entry.2 {
                 rho += entry.0.rho().min(4.0);
                 panic += entry.0.panic() as u8 as f64;
-                lq += (entry.0.queue_len as f64).ln_1p();
+                lq += ln_1p(entry.0.queue_len as f32) as f64;
                 seen += 1;
             }
             out.entries.push(entry);
@@ -257,11 +261,46 @@ impl FeatureBuilder {
         out.mean_log_queue = lq / seen;
     }
 
+    /// The state part of every node's wait estimate as `origin` sees it (it does not change
+    /// within the Step; see [`WaitModel::state_wait_ns`]).
+    /// `view` is the origin's decoded view ([`FeatureBuilder::origin_view`]).
+    pub fn origin_waits(&self, step: &Step, view: &OriginView, origin: usize, out: &mut Vec<f64>) {
+        out.clear();
+        out.extend(view.entries.iter().zip(&view.ages_ns).enumerate().map(
+            |(j, ((hb, _, missing), &age))| {
+                let entry = (!missing).then_some((*hb, age));
+                self.model.state_wait_from(step, origin, j, entry)
+            },
+        ));
+    }
+
+    /// The static features of candidate `j` as `origin` sees it: the first
+    /// [`STATIC_CANDIDATE_FEATURES`] of `row`.
+    pub fn static_row(&self, view: &OriginView, origin: usize, j: usize, c: &mut [f32]) {
+        let (hb, age_us, missing) = &view.entries[j];
+        let info = self.nodes[j];
+        c[0] = (hb.rho().min(4.0) / 2.0) as f32;
+        c[1] = slog_us(hb.slack_p10_us as f64);
+        c[2] = slog_us(hb.slack_p50_us as f64);
+        c[3] = ln_1p(hb.queue_len as f32) / 4.0;
+        c[4] = hb.panic() as u8 as f32;
+        c[5] = hb.idle() as u8 as f32;
+        c[6] = ln_1p(age_us.max(0.0) as f32) / 8.0;
+        c[7] = *missing as u8 as f32;
+        c[8] = info.speed.min(4.0) as f32;
+        c[9] = fast_ln(info.cores as f32) / 3.0;
+        c[10] = (j == origin) as u8 as f32;
+        // The path a task would take: origin uplink, then the candidate's downlink.
+        let (paused, queued, marks) = self.model.links.path(origin, j);
+        c[11] = paused as u8 as f32;
+        c[12] = ln_1p(queued as f32 / 1024.0) / 8.0;
+        c[13] = ln_1p(marks as f32) / 4.0;
+    }
+
     /// The static candidate features of every node as `origin` sees it: `out` is
     /// `n x CANDIDATE_FEATURES`; the first [`STATIC_CANDIDATE_FEATURES`] of each row are
     /// written, the dynamic ones are left for [`FeatureBuilder::candidate_dynamic`].
-    /// `state_wait_ns` gets the state part of every node's wait estimate (it does not change
-    /// within the Step).
+    /// `state_wait_ns` gets the state part of every node's wait estimate.
     pub fn origin_static(
         &self,
         step: &Step,
@@ -271,27 +310,9 @@ impl FeatureBuilder {
         state_wait_ns: &mut Vec<f64>,
     ) {
         debug_assert_eq!(out.len(), self.n() * CANDIDATE_FEATURES);
-        state_wait_ns.clear();
-        state_wait_ns.extend((0..self.n()).map(|j| self.model.state_wait_ns(step, origin, j)));
+        self.origin_waits(step, view, origin, state_wait_ns);
         for (j, c) in out.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
-            let (hb, age_us, missing) = &view.entries[j];
-            let info = self.nodes[j];
-            c[0] = (hb.rho().min(4.0) / 2.0) as f32;
-            c[1] = slog_us(hb.slack_p10_us as f64);
-            c[2] = slog_us(hb.slack_p50_us as f64);
-            c[3] = ln_1p(hb.queue_len as f32) / 4.0;
-            c[4] = hb.panic() as u8 as f32;
-            c[5] = hb.idle() as u8 as f32;
-            c[6] = ln_1p(age_us.max(0.0) as f32) / 8.0;
-            c[7] = *missing as u8 as f32;
-            c[8] = info.speed.min(4.0) as f32;
-            c[9] = fast_ln(info.cores as f32) / 3.0;
-            c[10] = (j == origin) as u8 as f32;
-            // The path a task would take: origin uplink, then the candidate's downlink.
-            let (paused, queued, marks) = self.model.links.path(origin, j);
-            c[11] = paused as u8 as f32;
-            c[12] = ln_1p(queued as f32 / 1024.0) / 8.0;
-            c[13] = ln_1p(marks as f32) / 4.0;
+            self.static_row(view, origin, j, c);
         }
     }
 
@@ -329,6 +350,30 @@ impl FeatureBuilder {
         );
         row[16] = ln_1p(wait.own_ns as f32 / 1e3) / 8.0;
         row[17] = ln_1p(wait.step_ns as f32 / 1e3) / 8.0;
+    }
+
+    /// The wait model's estimated slack (ns) of `task` on node `j` (what
+    /// `slack_after_estimated_wait` encodes), without building the row: ranks a large rack's
+    /// candidates before their features are built.
+    pub fn estimated_slack_ns(
+        &self,
+        step: &Step,
+        task: &PendingTask,
+        j: usize,
+        state_wait_ns: f64,
+    ) -> f64 {
+        let o = task.origin as usize;
+        let m = &self.model;
+        let wait = m.wait_from_state(step, o, j, state_wait_ns);
+        let transfer = m.transfer_ns(o, j, task.size_bytes);
+        m.slack_ns(
+            step.sim_time_ns,
+            &wait,
+            transfer,
+            task.service_estimate_ns,
+            task.deadline_ns,
+            j,
+        )
     }
 
     /// Writes the shared features of `task` into `shared` (len [`SHARED_FEATURES`]); refuses a

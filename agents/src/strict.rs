@@ -26,6 +26,7 @@ use crate::checkpoint::{self, CheckpointError};
 use crate::config::IqnConfig;
 use crate::features::{
     FeatureBuilder, OriginView, CANDIDATE_FEATURES, FEATURE_LAYOUT_VERSION, SHARED_FEATURES,
+    STATIC_CANDIDATE_FEATURES,
 };
 use crate::iqn::{midpoint_taus, quantile_huber_grad, IqnArch, IqnNet};
 use crate::replay::{Replay, Transition};
@@ -61,6 +62,8 @@ const MODE_BARRIER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_LIMITER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How often a waiting session re-checks the mode (a switch to eval releases it).
 const LIMITER_POLL: Duration = Duration::from_millis(20);
+/// Random other nodes in a large rack's shortlist (see `StrictPolicy::shortlist`).
+const SHORTLIST_RANDOM: usize = 2;
 /// Weight of the newest loss in the reported moving average (per update).
 const LOSS_EMA: f64 = 0.02;
 /// The loss value (only reported, never needed for the gradient) is computed every this many
@@ -269,6 +272,10 @@ impl Learner {
         let taus = Tensor::rand([c.n_tau as i64], (Kind::Float, tch::Device::Cpu));
         let target_taus = Tensor::rand([c.n_tau_target as i64], (Kind::Float, tch::Device::Cpu));
         let target = tch::no_grad(|| {
+            if c.discount == 0.0 {
+                // A contextual bandit: the target is the task's own reward, no bootstrap.
+                return batch.reward.unsqueeze(1);
+            }
             let psi_next = self.target.psi(&batch.next_shared, &batch.next_cand);
             let cvar = self
                 .target
@@ -754,6 +761,16 @@ impl PolicyFactory for FrozenStrict {
     }
 }
 
+/// What one origin of a Step knows, built once per Step.
+#[derive(Debug, Default)]
+struct OriginCache {
+    view: OriginView,
+    state: Vec<f64>,
+    /// `n x C`; the static part of row j is valid when `filled[j]`.
+    rows: Vec<f32>,
+    filled: Vec<bool>,
+}
+
 /// State of a decision as the next state of the previous decision of its origin: shared
 /// features and the best candidates' features.
 #[derive(Debug)]
@@ -785,12 +802,21 @@ pub struct StrictPolicy {
     eval_taus: Vec<f32>,
     /// The head for `eval_taus` of the current weights (None after a refresh).
     eval_head: Option<Head>,
-    /// Per origin of the current Step: its static candidate rows, decoded view, and the
-    /// state part of every node's wait.
-    origin_rows: HashMap<u32, (Vec<f32>, OriginView, Vec<f64>)>,
+    /// Per origin of the current Step: its decoded view, the state part of every node's wait,
+    /// and the static candidate rows built so far.
+    origin_rows: HashMap<u32, OriginCache>,
+    /// Caches of earlier Steps, reused (no allocation per Step).
+    cache_pool: Vec<OriginCache>,
+    /// (estimated slack, node) of a large rack's candidates, for the shortlist.
+    rank_buf: Vec<(f64, u32)>,
     shared_buf: Vec<f32>,
     shared_h: Vec<f32>,
+    /// Every candidate's features, `t x n x C`.
     cand_buf: Vec<f32>,
+    /// The candidates each task scores (`t x m` node ids; all nodes when `n <= m`).
+    short: Vec<u32>,
+    /// Their features, `t x m x C`, and scores, `t x m`.
+    short_rows: Vec<f32>,
     scores: Vec<f32>,
     scratch: Scratch,
     order: Vec<usize>,
@@ -821,9 +847,13 @@ impl StrictPolicy {
             fb,
             snap,
             origin_rows: HashMap::new(),
+            cache_pool: Vec::new(),
+            rank_buf: Vec::new(),
             shared_buf: Vec::new(),
             shared_h: Vec::new(),
             cand_buf: Vec::new(),
+            short: Vec::new(),
+            short_rows: Vec::new(),
             scores: Vec::new(),
             scratch: Scratch::default(),
             order: Vec::new(),
@@ -878,12 +908,26 @@ impl StrictPolicy {
     }
 
     fn try_emit(&mut self, task_id: u64) {
-        let ready =
-            matches!(self.pending.get(&task_id), Some(p) if p.reward.is_some() && p.next.is_some());
+        // With discount 0 (a contextual bandit: the return is the task's own outcome), a
+        // decision is complete as soon as its outcome is known.
+        let bandit = self.shared.config.discount == 0.0;
+        let ready = matches!(self.pending.get(&task_id),
+            Some(p) if p.reward.is_some() && (bandit || p.next.is_some()));
         if !ready {
             return;
         }
         let p = self.pending.remove(&task_id).expect("checked above");
+        if bandit {
+            self.outbox.push(Transition {
+                shared: p.shared,
+                chosen: p.chosen,
+                reward: p.reward.expect("checked above"),
+                discount: 0.0,
+                next_shared: Box::new([]),
+                next_cand: Box::new([]),
+            });
+            return;
+        }
         let next = p.next.expect("checked above");
         self.outbox.push(Transition {
             shared: p.shared,
@@ -906,45 +950,112 @@ impl StrictPolicy {
         }
     }
 
-    /// Builds every task's shared features and candidate rows, and scores them all.
+    /// Candidates a task scores: every node on racks of up to `max_candidates`; otherwise the
+    /// origin, `SHORTLIST_RANDOM` random others, and the rest by the wait model's estimated
+    /// slack (what `slack_after_estimated_wait` encodes), like power-of-d's sample but aimed.
+    fn shortlist(&mut self, step: &Step, i: usize, out: &mut Vec<u32>) {
+        let n = self.fb.n();
+        let m = self.shared.config.max_candidates;
+        out.clear();
+        if n <= m {
+            out.extend(0..n as u32);
+            return;
+        }
+        let task = &step.tasks[i];
+        let origin = task.origin as usize;
+        out.push(origin as u32);
+        while out.len() < 1 + SHORTLIST_RANDOM {
+            let j = self.rng.random_range(0..n as u32);
+            if !out.contains(&j) {
+                out.push(j);
+            }
+        }
+        let state = &self.origin_rows[&task.origin].state;
+        let mut rest = std::mem::take(&mut self.rank_buf);
+        rest.clear();
+        rest.extend((0..n as u32).filter(|j| !out.contains(j)).map(|j| {
+            let slack = self
+                .fb
+                .estimated_slack_ns(step, task, j as usize, state[j as usize]);
+            (slack, j)
+        }));
+        let k = m - out.len();
+        rest.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+        out.extend(rest[..k].iter().map(|&(_, j)| j));
+        self.rank_buf = rest;
+    }
+
+    /// Builds candidate row (i, j) of `cand_buf`: the origin's static part and the dynamic part
+    /// as of the placements made so far.
+    fn build_row(&mut self, step: &Step, i: usize, j: usize) -> Result<(), PolicyError> {
+        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
+        let task = &step.tasks[i];
+        let o = task.origin as usize;
+        let cache = self
+            .origin_rows
+            .get_mut(&task.origin)
+            .expect("origin cached by build_and_score");
+        let sc = STATIC_CANDIDATE_FEATURES;
+        if !cache.filled[j] {
+            self.fb
+                .static_row(&cache.view, o, j, &mut cache.rows[j * c..j * c + sc]);
+            cache.filled[j] = true;
+        }
+        let r = (i * n + j) * c;
+        let row = &mut self.cand_buf[r..r + c];
+        row[..sc].copy_from_slice(&cache.rows[j * c..j * c + sc]);
+        self.fb
+            .candidate_dynamic(step, task, j, cache.state[j], row);
+        FeatureBuilder::check_candidate(task, j, row)
+    }
+
+    /// Builds every task's shared features, picks the candidates each task scores, builds
+    /// their rows, and scores them.
     fn build_and_score(&mut self, step: &Step, head: &Head) -> Result<(), PolicyError> {
         let (t, n) = (step.tasks.len(), self.fb.n());
         let (s, c) = (SHARED_FEATURES, CANDIDATE_FEATURES);
+        let m = n.min(self.shared.config.max_candidates);
         self.shared_buf.resize(t * s, 0.0);
         self.cand_buf.resize(t * n * c, 0.0);
+        self.short.clear();
+        self.short_rows.clear();
         self.shared_h.clear();
-        // Static candidate rows once per origin of the Step.
-        self.origin_rows.clear();
+        // One cache per origin of the Step; static rows are built when first needed.
+        self.cache_pool
+            .extend(self.origin_rows.drain().map(|(_, cache)| cache));
         let mut sh = Vec::new();
+        let mut short = Vec::with_capacity(m);
         for (i, task) in step.tasks.iter().enumerate() {
             let o = task.origin as usize;
             if !self.origin_rows.contains_key(&task.origin) {
-                let mut view = OriginView::default();
-                self.fb.origin_view(step, o, &mut view);
-                let mut rows = vec![0f32; n * c];
-                let mut state = Vec::new();
-                self.fb.origin_static(step, &view, o, &mut rows, &mut state);
-                self.origin_rows.insert(task.origin, (rows, view, state));
+                let mut cache = self.cache_pool.pop().unwrap_or_default();
+                self.fb.origin_view(step, o, &mut cache.view);
+                self.fb.origin_waits(step, &cache.view, o, &mut cache.state);
+                cache.rows.resize(n * c, 0.0);
+                cache.filled.clear();
+                cache.filled.resize(n, false);
+                self.origin_rows.insert(task.origin, cache);
             }
-            let (static_rows, view, state) = &self.origin_rows[&task.origin];
+            let view = &self.origin_rows[&task.origin].view;
             self.fb
                 .task_shared(step, task, view, &mut self.shared_buf[i * s..(i + 1) * s])?;
-            let rows = &mut self.cand_buf[i * n * c..(i + 1) * n * c];
-            rows.copy_from_slice(static_rows);
-            for (j, row) in rows.chunks_exact_mut(c).enumerate() {
-                self.fb.candidate_dynamic(step, task, j, state[j], row);
-                FeatureBuilder::check_candidate(task, j, row)?;
+            self.shortlist(step, i, &mut short);
+            for &j in &short {
+                self.build_row(step, i, j as usize)?;
+                let r = (i * n + j as usize) * c;
+                self.short_rows.extend_from_slice(&self.cand_buf[r..r + c]);
             }
+            self.short.extend_from_slice(&short);
             self.snap
                 .actor
                 .shared_hidden(&self.shared_buf[i * s..(i + 1) * s], &mut sh);
             self.shared_h.extend_from_slice(&sh);
         }
-        self.scores.resize(t * n, 0.0);
+        self.scores.resize(t * m, 0.0);
         self.snap.actor.score(
             &self.shared_h,
-            n,
-            &self.cand_buf,
+            m,
+            &self.short_rows,
             head,
             &mut self.scratch,
             &mut self.scores,
@@ -1010,34 +1121,48 @@ impl Policy for StrictPolicy {
         let mut later_rows = Vec::new();
         let mut later_sh = Vec::new();
         let mut later_scores = Vec::new();
+        let m = n.min(cfg.max_candidates);
+        let h = self.snap.actor.arch.hidden;
         for (pos, &i) in order.iter().enumerate() {
             let task = &step.tasks[i];
-            let row: Vec<f32> = self.scores[i * n..(i + 1) * n].to_vec();
+            let row: Vec<f32> = self.scores[i * m..(i + 1) * m].to_vec();
             let target = if eps > 0.0 && self.rng.random::<f64>() < eps {
                 self.rng.random_range(0..n)
             } else {
-                self.argmax(&row)
+                let k = self.argmax(&row);
+                self.short[i * m + k] as usize
             };
+            let pick = self.short[i * m..(i + 1) * m]
+                .iter()
+                .position(|&j| j as usize == target);
+            if pick.is_none() {
+                // An exploratory pick outside the shortlist: its row is built now.
+                self.build_row(step, i, target)?;
+            }
             out.targets[i] = target as u32;
-            out.scores[i] = row[target];
+            out.scores[i] = pick.map_or(f32::NAN, |k| row[k]);
             self.fb.record(task.origin as usize, target, task);
-            // Rebuild and rescore the target's column for the tasks still to decide.
-            let rest = &order[pos + 1..];
-            if !rest.is_empty() {
-                later_rows.clear();
-                later_sh.clear();
-                for &i2 in rest {
+            // Rebuild the target's row for the later tasks that score it, and rescore it.
+            later_rows.clear();
+            later_sh.clear();
+            let mut slots = Vec::new();
+            for &i2 in &order[pos + 1..] {
+                if let Some(k) = self.short[i2 * m..(i2 + 1) * m]
+                    .iter()
+                    .position(|&j| j as usize == target)
+                {
+                    self.build_row(step, i2, target)?;
                     let r = (i2 * n + target) * c;
-                    let row2 = &mut self.cand_buf[r..r + c];
-                    let state = self.origin_rows[&step.tasks[i2].origin].2[target];
-                    self.fb
-                        .candidate_dynamic(step, &step.tasks[i2], target, state, row2);
-                    FeatureBuilder::check_candidate(&step.tasks[i2], target, row2)?;
-                    later_rows.extend_from_slice(row2);
-                    let h = self.snap.actor.arch.hidden;
+                    let slot = i2 * m + k;
+                    self.short_rows[slot * c..(slot + 1) * c]
+                        .copy_from_slice(&self.cand_buf[r..r + c]);
+                    later_rows.extend_from_slice(&self.cand_buf[r..r + c]);
                     later_sh.extend_from_slice(&self.shared_h[i2 * h..(i2 + 1) * h]);
+                    slots.push(slot);
                 }
-                later_scores.resize(rest.len(), 0.0);
+            }
+            if !slots.is_empty() {
+                later_scores.resize(slots.len(), 0.0);
                 self.snap.actor.score(
                     &later_sh,
                     1,
@@ -1046,8 +1171,8 @@ impl Policy for StrictPolicy {
                     &mut self.scratch,
                     &mut later_scores,
                 );
-                for (&i2, &sc) in rest.iter().zip(&later_scores) {
-                    self.scores[i2 * n + target] = sc;
+                for (&slot, &sc) in slots.iter().zip(&later_scores) {
+                    self.scores[slot] = sc;
                 }
             }
             if train {
@@ -1116,23 +1241,38 @@ impl StrictPolicy {
     /// of the same origin, and waits for its own outcome and successor.
     fn remember(&mut self, step: &Step, i: usize, target: usize, scores: &[f32]) {
         let (n, s, c) = (self.fb.n(), SHARED_FEATURES, CANDIDATE_FEATURES);
+        let m = scores.len();
         let task = &step.tasks[i];
         let shared_f: Box<[f32]> = self.shared_buf[i * s..(i + 1) * s].into();
-        let rows = &self.cand_buf[i * n * c..(i + 1) * n * c];
-        let chosen: Box<[f32]> = rows[target * c..(target + 1) * c].into();
-        // The next-state record keeps the best candidates by the acting network's scores.
-        let k = self.shared.config.next_candidates.min(n);
-        let mut idx: Vec<usize> = (0..n).collect();
-        if k < n {
+        let r = (i * n + target) * c;
+        let chosen: Box<[f32]> = self.cand_buf[r..r + c].into();
+        let speed = self.fb.nodes[target].speed;
+        let pending = Pending {
+            shared: shared_f.clone(),
+            chosen,
+            service_on_node_us: task.service_estimate_ns as f64 / 1e3 / speed,
+            reward: None,
+            next: None,
+        };
+        if self.shared.config.discount == 0.0 {
+            // No bootstrap: no next state to keep.
+            self.pending.insert(task.task_id, pending);
+            return;
+        }
+        // The next-state record keeps the best scored candidates by the acting network.
+        let k = self.shared.config.next_candidates.min(m);
+        let mut idx: Vec<usize> = (0..m).collect();
+        if k < m {
             idx.select_nth_unstable_by(k - 1, |&a, &b| scores[b].total_cmp(&scores[a]));
             idx.truncate(k);
         }
+        let rows = &self.short_rows[i * m * c..(i + 1) * m * c];
         let mut cand = Vec::with_capacity(k * c);
         for &j in &idx {
             cand.extend_from_slice(&rows[j * c..(j + 1) * c]);
         }
         let record = Arc::new(StateRecord {
-            shared: shared_f.clone(),
+            shared: shared_f,
             cand: cand.into(),
         });
         if let Some(prev) = self.last_by_origin.insert(task.origin, task.task_id) {
@@ -1141,17 +1281,7 @@ impl StrictPolicy {
                 self.try_emit(prev);
             }
         }
-        let speed = self.fb.nodes[target].speed;
-        self.pending.insert(
-            task.task_id,
-            Pending {
-                shared: shared_f,
-                chosen,
-                service_on_node_us: task.service_estimate_ns as f64 / 1e3 / speed,
-                reward: None,
-                next: None,
-            },
-        );
+        self.pending.insert(task.task_id, pending);
     }
 }
 

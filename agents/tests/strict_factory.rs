@@ -135,6 +135,9 @@ fn the_replay_ratio_is_kept_and_sessions_wait_for_the_learner() {
         samples_per_insert: 16.0,
         batch: 32,
         max_lag_updates: 4,
+        // With a discount, transitions wait for their origin's next decision: the bootstrap
+        // path (the default, 0, emits on the outcome alone).
+        discount: 0.9,
         ..small_config(6)
     };
     let factory = StrictFactory::new(config.clone()).unwrap();
@@ -267,7 +270,40 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
         assert!(d.tensors.contains_key(t), "{t}");
     }
     assert!(d.metadata["config"].contains("\"cvar_alpha\""));
-    assert!(d.metadata["arch"].contains("\"feature_layout\":2"));
+    let layout = malcolm_agents::features::FEATURE_LAYOUT_VERSION;
+    assert!(d.metadata["arch"].contains(&format!("\"feature_layout\":{layout}")));
+
+    // The same weights under an older feature layout are refused: the network would read
+    // other features than it learned on.
+    let older = dir.path().join("older.safetensors");
+    let mut meta = d.metadata.clone();
+    meta.insert(
+        "arch".into(),
+        meta["arch"].replace(
+            &format!("\"feature_layout\":{layout}"),
+            &format!("\"feature_layout\":{}", layout - 1),
+        ),
+    );
+    let owned: Vec<(String, tch::Tensor)> = d
+        .tensors
+        .iter()
+        .map(|(k, (v, shape))| {
+            let dims: Vec<i64> = shape.iter().map(|&x| x as i64).collect();
+            (k.clone(), tch::Tensor::from_slice(v).view(dims.as_slice()))
+        })
+        .collect();
+    let refs: Vec<(String, &tch::Tensor)> = owned.iter().map(|(k, t)| (k.clone(), t)).collect();
+    std::fs::write(
+        &older,
+        malcolm_agents::checkpoint::encode(&refs, meta).unwrap(),
+    )
+    .unwrap();
+    let err = b.load_checkpoint(&older).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("feature layout {}", layout - 1)) && err.contains("retrain"),
+        "{err}"
+    );
+    std::fs::remove_file(&older).unwrap();
 
     // Incompatible architecture: refused with a clear message, learner untouched.
     let c = StrictFactory::new(IqnConfig {

@@ -173,14 +173,20 @@ pub fn run_main_job(
         Ok(())
     };
     curve_plot(curve)?;
+    let validation_line = validation_summary(&outcome);
     if stop.is_triggered() || opts.eval_seeds == 0 {
+        let md = format!(
+            "# {} on `{}` (trained and validated, not evaluated)\n{validation_line}",
+            opts.policy, opts.train.scenario
+        );
+        results::write_text(&opts.out.join("summary.md"), &md)?;
         return Ok(JobSummary {
             out: opts.out.clone(),
             checkpoint,
             interrupted: stop.is_triggered(),
             curve_len: curve.len(),
             summary: vec![],
-            markdown: String::new(),
+            markdown: md,
         });
     }
     // Evaluate the best validated weights, not whatever training ended on.
@@ -248,6 +254,7 @@ pub fn run_main_job(
     } else {
         String::new()
     };
+    let learner_and_validation = format!("{learner_line}{validation_line}");
     let md = format!(
         "# {} on `{}`\n\nTrained for {:.0} s of wall clock ({} episodes of `{}`, {} envs over \
          ZeroMQ), then evaluated greedily from {} on {} held-out seeds ({}..). ± is the 95% \
@@ -262,7 +269,7 @@ pub fn run_main_job(
         evaluated,
         seeds.len(),
         EVAL_SEED_BASE,
-        learner_line,
+        learner_and_validation,
         table,
         ratios(&summary),
         if checkpoint.is_some() {
@@ -280,6 +287,32 @@ pub fn run_main_job(
         summary,
         markdown: md,
     })
+}
+
+/// The validation's best against the baseline on the same validation seeds (markdown).
+fn validation_summary(outcome: &crate::train::TrainOutcome) -> String {
+    let Some(best) = &outcome.best else {
+        return String::new();
+    };
+    let last = outcome
+        .validation
+        .last()
+        .map_or(best.miss_rate, |p| p.miss_rate);
+    let reference = outcome
+        .baseline
+        .as_ref()
+        .map_or(String::new(), |(name, miss, _)| {
+            format!("; {name} on the same seeds: {:.2}%", miss * 100.0)
+        });
+    format!(
+        "\nValidation ({} greedy validations): best miss rate {:.2}% (policy version {}, after {:.0} s), \
+         last {:.2}%{reference}.\n",
+        outcome.validation.len(),
+        best.miss_rate * 100.0,
+        best.policy_version,
+        best.wall_s,
+        last * 100.0,
+    )
 }
 
 /// The design's headline ratios, when the summary has the rows they need.

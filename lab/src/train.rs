@@ -22,6 +22,8 @@ pub const DEFAULT_ENV_TIMEOUT: Duration = Duration::from_secs(90);
 pub const VALIDATION_SEED_BASE: u64 = 700_000_001;
 /// Validation runs this often during training (and once at the end).
 pub const DEFAULT_VALIDATE_EVERY: Duration = Duration::from_secs(60);
+/// A progress line this often when stderr is not a terminal (the bar then draws nothing).
+const NON_TTY_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// Validation seeds per validation (greedy episodes of the validation scenario).
 pub const DEFAULT_VALIDATION_SEEDS: usize = 3;
 
@@ -353,6 +355,7 @@ pub fn train(
     let mut failure = None;
     let tick = Duration::from_millis(250);
     let mut last_rate = (Instant::now(), 0u64);
+    let mut last_line = Instant::now();
     loop {
         let elapsed = started.elapsed();
         pb.set_position(elapsed.as_secs().min(opts.budget.as_secs()));
@@ -373,14 +376,18 @@ pub fn train(
                     0.0
                 };
                 last_rate = (Instant::now(), p.learner_updates);
-                let best = validator
-                    .as_ref()
-                    .and_then(|v| v.best())
-                    .map_or(String::new(), |b| {
-                        format!(" | val best {:.2}%", b.miss_rate * 100.0)
+                let best = validator.as_ref().and_then(|v| {
+                    let b = v.best()?;
+                    let reference = v.baseline.as_ref().map_or(String::new(), |(n, m, _)| {
+                        format!(" ({n} {:.2}%)", m * 100.0)
                     });
-                pb.set_message(format!(
-                    "ep {} miss {:.2}% | {} upd ({:.0}/s) ratio {:.1}/{:.0} dropped {}{best}",
+                    Some(format!(
+                        " | val best {:.2}%{reference}",
+                        b.miss_rate * 100.0
+                    ))
+                });
+                let line = format!(
+                    "ep {} miss {:.2}% | {} upd ({:.0}/s) ratio {:.1}/{:.0} dropped {}{}",
                     p.episode,
                     p.miss_rate * 100.0,
                     l.updates,
@@ -388,7 +395,21 @@ pub fn train(
                     l.samples_per_insert,
                     l.target_samples_per_insert,
                     l.transitions_dropped,
-                ));
+                    best.unwrap_or_default(),
+                );
+                // Without a terminal (logs, CI) the bar draws nothing: a line now and then.
+                if opts.show_progress
+                    && !std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && last_line.elapsed() >= NON_TTY_PROGRESS_EVERY
+                {
+                    last_line = Instant::now();
+                    tracing::info!(
+                        elapsed_s = started.elapsed().as_secs(),
+                        budget_s = opts.budget.as_secs(),
+                        "{line}"
+                    );
+                }
+                pb.set_message(line);
                 tracing::debug!(episode = p.episode, miss_rate = p.miss_rate, "episode done");
                 curve.push(p);
             }

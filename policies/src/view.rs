@@ -292,6 +292,21 @@ impl WaitModel {
     /// for itself, its GST entry otherwise). It does not change within a Step, so callers that
     /// score many tasks of one origin compute it once per node.
     pub fn state_wait_ns(&self, step: &Step, o: usize, j: usize) -> f64 {
+        let hb = (j != o)
+            .then(|| GstView::of(step, o).get(j))
+            .flatten();
+        self.state_wait_from(step, o, j, hb)
+    }
+
+    /// [`WaitModel::state_wait_ns`] with node `j`'s GST entry already decoded (None: no
+    /// heartbeat yet; ignored for `j == o`, which uses the fresh state).
+    pub fn state_wait_from(
+        &self,
+        step: &Step,
+        o: usize,
+        j: usize,
+        hb: Option<(Heartbeat, u64)>,
+    ) -> f64 {
         let (k, v) = (self.cores[j], self.speed[j]);
         if j == o {
             // Fresh and exact: the remaining work of the tasks already there.
@@ -300,7 +315,7 @@ impl WaitModel {
             let load_ns = sth.map_or(0, |s| s.sum_load_us) as f64 * 1000.0;
             return if tasks < k { 0.0 } else { load_ns / k };
         }
-        match GstView::of(step, o).get(j) {
+        match hb {
             Some((hb, age)) => {
                 let q = hb.queue_len as f64;
                 let mut w = 0.0;
