@@ -1,5 +1,5 @@
-//! Where a Step's agent-side time goes, without sockets: decode, session handling (validation
-//! + policy), encode, for the same Step in protocol v1 (a GST copy per origin) and v2 (each
+//! Where a Step's agent-side time goes, without sockets: decode, session handling
+//! (validation and policy), encode, for the same Step in protocol v1 (a GST copy per origin) and v2 (each
 //! distinct GST once). Run: `cargo run --release -p malcolm-lab --example step_cost [POLICY]`.
 
 use malcolm_policies::Mode;

@@ -103,7 +103,10 @@ pub enum BenchError {
     #[error(transparent)]
     Bridge(#[from] malcolm_serve::bridge::BridgeError),
     #[error("zeromq {what}: {source}")]
-    Zmq { what: &'static str, source: zmq::Error },
+    Zmq {
+        what: &'static str,
+        source: zmq::Error,
+    },
     #[error("bench env: {0}")]
     Env(String),
 }
@@ -127,10 +130,7 @@ fn call(sock: &zmq::Socket, bytes: &[u8]) -> Result<Body, BenchError> {
     sock.send(bytes, 0).map_err(z("send"))?;
     let reply = sock.recv_bytes(0).map_err(|e| {
         if e == zmq::Error::EAGAIN {
-            BenchError::Env(format!(
-                "no reply within {} s",
-                REPLY_TIMEOUT_MS / 1000
-            ))
+            BenchError::Env(format!("no reply within {} s", REPLY_TIMEOUT_MS / 1000))
         } else {
             BenchError::Zmq {
                 what: "recv",
@@ -270,7 +270,13 @@ fn pair(
     o: &BridgeBenchOptions,
     protocol: u32,
 ) -> Result<PairFigure, BenchError> {
-    let mut env = BenchEnv::connect(ctx, bridge_ep, o, protocol, &format!("bench-{transport}-v{protocol}"))?;
+    let mut env = BenchEnv::connect(
+        ctx,
+        bridge_ep,
+        o,
+        protocol,
+        &format!("bench-{transport}-v{protocol}"),
+    )?;
     let floor = dealer(ctx, floor_ep)?;
     let (mut hb, mut hf) = (histogram(), histogram());
     let warmup = (o.round_trips / 10).max(50);
@@ -279,7 +285,11 @@ fn pair(
         let bytes = env.next_bytes();
         size = bytes.len();
         // Alternate which goes first, so neither always follows the other's wake-up.
-        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
         for to_bridge in order {
             let t0 = Instant::now();
             if to_bridge {
@@ -353,7 +363,14 @@ pub fn bridge_bench(
         let mut pairs = Vec::new();
         for &protocol in &opts.protocols {
             for (k, transport) in ["ipc", "tcp"].into_iter().enumerate() {
-                pairs.push(pair(&ctx, transport, &endpoints[k], &floor_eps[k], opts, protocol)?);
+                pairs.push(pair(
+                    &ctx,
+                    transport,
+                    &endpoints[k],
+                    &floor_eps[k],
+                    opts,
+                    protocol,
+                )?);
             }
         }
         // Throughput: several envs in lockstep at once over ipc, the last protocol.

@@ -108,8 +108,8 @@ impl TrainArgs {
         if minutes.is_nan() || minutes <= 0.0 {
             bail!("--minutes must be positive");
         }
-        let validation = (self.validate_every_s > 0.0 && self.validation_seeds > 0).then(|| {
-            ValidationOptions {
+        let validation =
+            (self.validate_every_s > 0.0 && self.validation_seeds > 0).then(|| ValidationOptions {
                 scenario: train_scenario.clone(),
                 seeds: (0..self.validation_seeds as u64)
                     .map(|i| VALIDATION_SEED_BASE + i)
@@ -121,8 +121,7 @@ impl TrainArgs {
                 }),
                 best_checkpoint: out.join("best.safetensors"),
                 baseline: Some(DEFAULT_VALIDATION_BASELINE.to_string()),
-            }
-        });
+            });
         let opts = JobOptions {
             policy: self.policy.policy.clone(),
             agents,

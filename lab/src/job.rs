@@ -1,15 +1,15 @@
 //! The main job: train a learner on an embedded scenario (real ZeroMQ envs), checkpoint it,
 //! evaluate it against the baselines on held-out seeds, and write a results folder.
 
-use malcolm_serve::bridge::Shutdown;
 use crate::eval::{evaluate, EvalCase, EvalRow};
-use malcolm_serve::registry;
 use crate::results::{self, ResultsError};
-use malcolm_serve::shared::Shared;
 use crate::train::{train, CurvePoint, TrainError, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_agents::AgentsConfig;
 use malcolm_policies::{Mode, PolicyError, PolicyFactory};
+use malcolm_serve::bridge::Shutdown;
+use malcolm_serve::registry;
+use malcolm_serve::shared::Shared;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

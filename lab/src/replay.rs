@@ -2,11 +2,11 @@
 //! compare its decisions with the recording (agreement, decision latency), and collect the
 //! recorded workload for a counterfactual run in the embedded simulator.
 
+use hdrhistogram::Histogram;
+use malcolm_proto::bridge::{envelope::Body, Direction, Hello, OutcomeKind, PendingTask};
 use malcolm_serve::session::{Session, SessionConfig};
 use malcolm_serve::shared::Shared;
 use malcolm_serve::trace::{TraceError, TraceReader};
-use hdrhistogram::Histogram;
-use malcolm_proto::bridge::{envelope::Body, Direction, Hello, OutcomeKind, PendingTask};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;

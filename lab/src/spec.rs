@@ -32,7 +32,11 @@ pub fn fcfs(spec: &str) -> String {
 pub fn eval_entry(entry: &str, scenario: &str) -> (String, String, String) {
     match entry.strip_suffix("+fcfs") {
         Some(p) => (p.to_string(), fcfs(scenario), format!("{p} (FCFS)")),
-        None => (entry.to_string(), scenario.to_string(), format!("{entry} (EDF)")),
+        None => (
+            entry.to_string(),
+            scenario.to_string(),
+            format!("{entry} (EDF)"),
+        ),
     }
 }
 
@@ -51,13 +55,19 @@ mod tests {
     #[test]
     fn overrides_lengths_and_entries() {
         assert_eq!(with("hetero", "tasks=10"), "hetero:tasks=10");
-        assert_eq!(with("hetero:rho=0.5", "tasks=10"), "hetero:rho=0.5,tasks=10");
+        assert_eq!(
+            with("hetero:rho=0.5", "tasks=10"),
+            "hetero:rho=0.5,tasks=10"
+        );
         assert_eq!(with("hetero", ""), "hetero");
         assert_eq!(
             with_default_length("hetero", 6000),
             "hetero:tasks=6000,warmup=600"
         );
-        assert_eq!(with_default_length("hetero:tasks=5", 6000), "hetero:tasks=5");
+        assert_eq!(
+            with_default_length("hetero:tasks=5", 6000),
+            "hetero:tasks=5"
+        );
         assert_eq!(
             eval_entry("po2+fcfs", "hetero:f=3"),
             (
@@ -68,6 +78,8 @@ mod tests {
         );
         assert_eq!(eval_entry("jsq", "hetero").2, "jsq (EDF)");
         let out = default_out("eval-hetero:f=3");
-        assert!(out.to_string_lossy().starts_with("results/eval-hetero_f_3-"));
+        assert!(out
+            .to_string_lossy()
+            .starts_with("results/eval-hetero_f_3-"));
     }
 }

@@ -3,12 +3,12 @@
 //! [`ValidationOptions`], validates the acting weights greedily every few minutes on
 //! validation seeds (never the held-out test seeds) and keeps the best checkpoint.
 
-use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
-use malcolm_serve::shared::{Counters, Shared};
 use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_policies::PolicyFactory;
+use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
 use malcolm_serve::loopback::run_factory;
 use malcolm_serve::session::SessionConfig;
+use malcolm_serve::shared::{Counters, Shared};
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Mutex};

@@ -3,12 +3,12 @@
 //! a damaged first record, a torn end are reported and skipped, never fatal; `--record` stops
 //! at its size limit.
 
-use malcolm_serve::bridge::BridgeConfig;
+use malcolm_agents::AgentsConfig;
 use malcolm_lab::replay::{counterfactual, replay};
+use malcolm_policies::Mode;
+use malcolm_serve::bridge::BridgeConfig;
 use malcolm_serve::server::{self, ServeOptions};
 use malcolm_serve::shared::Shared;
-use malcolm_agents::AgentsConfig;
-use malcolm_policies::Mode;
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::path::Path;
 use std::time::Duration;
@@ -197,8 +197,16 @@ fn a_flipped_bit_is_caught_by_the_checksum_and_skipped() {
     let (r, _) = replay(&flipped, shared("po2")).unwrap();
     assert!(r.stopped_early.is_none(), "{r:?}");
     assert_eq!(r.damaged.len(), 1, "{:?}", r.damaged);
-    assert!(r.damaged[0].contains("checksum mismatch"), "{:?}", r.damaged);
-    assert_eq!(r.records, clean.records - 1, "exactly the damaged record is missing");
+    assert!(
+        r.damaged[0].contains("checksum mismatch"),
+        "{:?}",
+        r.damaged
+    );
+    assert_eq!(
+        r.records,
+        clean.records - 1,
+        "exactly the damaged record is missing"
+    );
 }
 
 #[test]
@@ -224,7 +232,10 @@ fn a_damaged_first_record_is_named_and_the_rest_replays() {
     let only = dir.path().join("only-damaged.trace");
     std::fs::write(&only, &bytes[..f[2]]).unwrap();
     let e = replay(&only, shared("po2")).unwrap_err().to_string();
-    assert!(e.contains("no readable records") && e.contains("damaged"), "{e}");
+    assert!(
+        e.contains("no readable records") && e.contains("damaged"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -234,7 +245,10 @@ fn recording_stops_at_its_size_limit() {
     let limit = 64 << 10;
     record_with("po2", &trace, limit, false);
     let len = std::fs::metadata(&trace).unwrap().len();
-    assert!(len <= limit && len > limit / 2, "{len} bytes for a limit of {limit}");
+    assert!(
+        len <= limit && len > limit / 2,
+        "{len} bytes for a limit of {limit}"
+    );
     // What was written is a valid trace; the run itself went on to the end.
     let (r, _) = replay(&trace, shared("po2")).unwrap();
     assert!(r.stopped_early.is_none() && r.damaged.is_empty(), "{r:?}");

@@ -106,7 +106,9 @@ impl std::str::FromStr for Mode {
         Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| PolicyError::InvalidState(format!("mode {s:?}: one of train, eval, frozen")))
+            .ok_or_else(|| {
+                PolicyError::InvalidState(format!("mode {s:?}: one of train, eval, frozen"))
+            })
     }
 }
 

@@ -292,9 +292,7 @@ impl WaitModel {
     /// for itself, its GST entry otherwise). It does not change within a Step, so callers that
     /// score many tasks of one origin compute it once per node.
     pub fn state_wait_ns(&self, step: &Step, o: usize, j: usize) -> f64 {
-        let hb = (j != o)
-            .then(|| GstView::of(step, o).get(j))
-            .flatten();
+        let hb = (j != o).then(|| GstView::of(step, o).get(j)).flatten();
         self.state_wait_from(step, o, j, hb)
     }
 
@@ -454,7 +452,10 @@ mod tests {
         assert!(!GstView::of(&v2, 1).is_present(), "table 0 means none");
         columns::pack(&v2.nodes, &[1, 7], &mut cols);
         v2.node_columns = Some(cols);
-        assert!(!GstView::of(&v2, 1).is_present(), "a table the Step does not have");
+        assert!(
+            !GstView::of(&v2, 1).is_present(),
+            "a table the Step does not have"
+        );
     }
 
     #[test]

@@ -253,13 +253,22 @@ mod tests {
         let mut bad = encode_envelope(&envelope_v(2, 42, Body::Step(Step::default())));
         bad.extend_from_slice(&[0x5a, 0xff, 0xff, 0xff, 0x0f, 1, 2, 3]);
         let e = decode_envelope(&bad, 1 << 20).unwrap_err();
-        assert!(matches!(e, DecodeError::Malformed { request_id: 42, .. }), "{e:?}");
+        assert!(
+            matches!(e, DecodeError::Malformed { request_id: 42, .. }),
+            "{e:?}"
+        );
         assert_eq!(e.code(), ErrorCode::Malformed);
         let e = decode_envelope(&bad, 4).unwrap_err();
-        assert!(matches!(e, DecodeError::Oversized { request_id: 42, .. }), "{e:?}");
+        assert!(
+            matches!(e, DecodeError::Oversized { request_id: 42, .. }),
+            "{e:?}"
+        );
         // Pure garbage: no header, request id 0.
         assert_eq!(peek_header(&[0xff; 12]), Header::default());
-        assert_eq!(decode_envelope(&[0xff; 12], 100).unwrap_err().request_id(), 0);
+        assert_eq!(
+            decode_envelope(&[0xff; 12], 100).unwrap_err().request_id(),
+            0
+        );
         assert_eq!(peek_header(&[]), Header::default());
     }
 
@@ -273,6 +282,10 @@ mod tests {
         let v3 = encode_envelope(&envelope_v(3, 9, Body::Close(Close::default())));
         let e = decode_envelope(&v3, 100).unwrap_err();
         assert_eq!((e.code(), e.request_id()), (ErrorCode::VersionMismatch, 9));
-        assert!(decode_envelope(&encode_envelope(&envelope_v(2, 9, Body::Close(Close::default()))), 100).is_ok());
+        assert!(decode_envelope(
+            &encode_envelope(&envelope_v(2, 9, Body::Close(Close::default()))),
+            100
+        )
+        .is_ok());
     }
 }

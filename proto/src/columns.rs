@@ -190,7 +190,10 @@ mod tests {
         // Wrong rack size, wrong sender id.
         assert!(matches!(
             expand(&cols, 4, &mut out),
-            Err(ColumnsError::Length { column: "heartbeats", .. })
+            Err(ColumnsError::Length {
+                column: "heartbeats",
+                ..
+            })
         ));
         cols.heartbeats[16 * 3] = 9;
         assert_eq!(

@@ -166,7 +166,11 @@ pub fn merge_envelope(bytes: &[u8], env: &mut Envelope) -> Result<(), WireError>
                 let b = w.bytes()?;
                 // Rare bodies: prost, on a one-field envelope of their own.
                 let mut one = Vec::with_capacity(b.len() + 6);
-                prost::encoding::encode_key(field, prost::encoding::WireType::LengthDelimited, &mut one);
+                prost::encoding::encode_key(
+                    field,
+                    prost::encoding::WireType::LengthDelimited,
+                    &mut one,
+                );
                 prost::encoding::encode_varint(b.len() as u64, &mut one);
                 one.extend_from_slice(b);
                 let mut tmp = Envelope::default();
@@ -387,7 +391,11 @@ mod tests {
     /// A Step with every field set from `seed` (v1 nodes, v2 columns and tables at once:
     /// the decoder does not judge, it decodes).
     fn step(seed: u64) -> Step {
-        let r = |k: u64| seed.wrapping_mul(6364136223846793005).wrapping_add(k * 1442695040888963407) >> 20;
+        let r = |k: u64| {
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(k * 1442695040888963407)
+                >> 20
+        };
         Step {
             sim_time_ns: r(1),
             episode: r(2) % 5,
@@ -448,7 +456,7 @@ mod tests {
                     age_ns: vec![u64::MAX, r(k)],
                 })
                 .collect(),
-            node_columns: (seed % 2 == 0).then(|| NodeColumns {
+            node_columns: seed.is_multiple_of(2).then(|| NodeColumns {
                 heartbeats: vec![1; 16],
                 sth_buckets: vec![2; 64],
                 sth_totals: vec![3; 20],

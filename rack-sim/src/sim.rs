@@ -20,6 +20,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// What the environment has for the agent next.
+// A Step is the common case and is moved, never copied, so boxing it would only add an
+// allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimEvent {
     /// A decision is due: answer with [`RackSim::apply`].
@@ -972,11 +975,14 @@ impl RackSim {
         g.heartbeats
             .extend_from_slice(self.gst[i * n..(i + 1) * n].as_flattened());
         g.age_ns.clear();
-        g.age_ns.extend(
-            self.gst_sent[i * n..(i + 1) * n]
-                .iter()
-                .map(|&s| if s == u64::MAX { u64::MAX } else { now - s }),
-        );
+        g.age_ns
+            .extend(self.gst_sent[i * n..(i + 1) * n].iter().map(|&s| {
+                if s == u64::MAX {
+                    u64::MAX
+                } else {
+                    now - s
+                }
+            }));
     }
 
     /// Protocol v2: the 1-based index of node `i`'s table in `tables`, adding it when no
@@ -988,9 +994,10 @@ impl RackSim {
         let sent = &self.gst_sent[i * n..(i + 1) * n];
         let same = |t: &GlobalStateView| {
             t.heartbeats == bytes
-                && t.age_ns.iter().zip(sent).all(|(&age, &s)| {
-                    age == if s == u64::MAX { u64::MAX } else { now - s }
-                })
+                && t.age_ns
+                    .iter()
+                    .zip(sent)
+                    .all(|(&age, &s)| age == if s == u64::MAX { u64::MAX } else { now - s })
         };
         if let Some(k) = tables.iter().position(same) {
             return k as u32 + 1;

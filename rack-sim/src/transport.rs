@@ -409,9 +409,15 @@ mod tests {
             // Same decisions, same report, whatever the GSTs' form on the wire.
             assert_eq!(serde_json::to_string(&report).unwrap(), expected);
             if version == 2 {
-                assert!(tables > 0 && inline == 0, "v2: tables only ({inline}, {tables})");
+                assert!(
+                    tables > 0 && inline == 0,
+                    "v2: tables only ({inline}, {tables})"
+                );
             } else {
-                assert!(inline > 0 && tables == 0, "v1: inline only ({inline}, {tables})");
+                assert!(
+                    inline > 0 && tables == 0,
+                    "v1: inline only ({inline}, {tables})"
+                );
             }
         }
     }
@@ -450,9 +456,7 @@ mod tests {
             for (rid, code) in [(3, ErrorCode::Internal), (0, ErrorCode::Unavailable)] {
                 let mut f = frames.clone();
                 f.push(encode_envelope(&malcolm_proto::error_envelope(
-                    rid,
-                    code,
-                    "x",
+                    rid, code, "x",
                 )));
                 router.send_multipart(f, 0).unwrap();
             }

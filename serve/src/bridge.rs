@@ -136,7 +136,9 @@ impl Bridge {
             .monitor(&monitor_ep, zmq::SocketEvent::DISCONNECTED as i32)
             .map_err(zerr("monitor"))?;
         let monitor = ctx.socket(zmq::PAIR).map_err(zerr("monitor socket"))?;
-        monitor.connect(&monitor_ep).map_err(zerr("monitor connect"))?;
+        monitor
+            .connect(&monitor_ep)
+            .map_err(zerr("monitor connect"))?;
         let mut endpoints = Vec::new();
         for ep in &cfg.endpoints {
             router.bind(ep).map_err(zerr(format!("bind {ep}")))?;
@@ -329,6 +331,9 @@ struct Route {
     frames: Vec<Vec<u8>>,
 }
 
+/// A message from an env: routing frames, payload, the connection's descriptor.
+type Incoming = (Vec<Vec<u8>>, Vec<u8>, Option<i32>);
+
 /// Why an identity has no session any more.
 #[derive(Debug, Clone, Copy)]
 enum Ended {
@@ -395,7 +400,7 @@ impl Router<'_> {
     }
 
     /// One multipart message from an env: routing frames, payload, and the connection's fd.
-    fn recv(&mut self) -> Result<Option<(Vec<Vec<u8>>, Vec<u8>, Option<i32>)>, BridgeError> {
+    fn recv(&mut self) -> Result<Option<Incoming>, BridgeError> {
         let mut frames = Vec::with_capacity(2);
         let mut fd = None;
         loop {
@@ -421,7 +426,7 @@ impl Router<'_> {
         Ok(Some((frames, payload, fd)))
     }
 
-    fn on_message(&mut self, (frames, payload, fd): (Vec<Vec<u8>>, Vec<u8>, Option<i32>)) {
+    fn on_message(&mut self, (frames, payload, fd): Incoming) {
         if frames.len() < 2 && payload.is_empty() {
             return; // a ROUTER always prefixes the identity; nothing to answer
         }
@@ -613,7 +618,10 @@ impl Router<'_> {
             told += 1;
         }
         if told > 0 {
-            tracing::info!(envs = told, "told the connected envs that the server is shutting down");
+            tracing::info!(
+                envs = told,
+                "told the connected envs that the server is shutting down"
+            );
         }
     }
 }

@@ -52,9 +52,9 @@ impl RawMsg {
     }
 
     /// The descriptor of the connection the message arrived on, when the transport has one.
-    pub fn source_fd(&mut self) -> Option<i32> {
+    pub fn source_fd(&self) -> Option<i32> {
         // SAFETY: reads a property of an initialised message.
-        let fd = unsafe { zmq_sys::zmq_msg_get(&mut self.0, ZMQ_SRCFD) };
+        let fd = unsafe { zmq_sys::zmq_msg_get(&self.0, ZMQ_SRCFD) };
         (fd >= 0).then_some(fd)
     }
 }

@@ -85,7 +85,9 @@ pub enum AgentsConfigError {
 
 /// The learners' hyper-parameters: the JSON file at `path`, or the defaults (design.md
 /// section 7) when there is none. The one place every subcommand reads it.
-pub fn load_agents_config(path: Option<&std::path::Path>) -> Result<AgentsConfig, AgentsConfigError> {
+pub fn load_agents_config(
+    path: Option<&std::path::Path>,
+) -> Result<AgentsConfig, AgentsConfigError> {
     let Some(path) = path else {
         return Ok(AgentsConfig::default());
     };

@@ -130,12 +130,13 @@ impl Server {
         let shared = a.policy.shared()?;
         let (_, factory) = shared.active();
         if let Some(ckpt) = a.checkpoint.as_ref().filter(|p| p.exists()) {
-            let info = factory
-                .load_checkpoint(ckpt)
-                .map_err(|source| ServerError::LoadCheckpoint {
-                    path: ckpt.display().to_string(),
-                    source,
-                })?;
+            let info =
+                factory
+                    .load_checkpoint(ckpt)
+                    .map_err(|source| ServerError::LoadCheckpoint {
+                        path: ckpt.display().to_string(),
+                        source,
+                    })?;
             tracing::info!(path = %ckpt.display(), version = info.policy_version, "checkpoint loaded");
         }
         shared.set_mode(a.mode);
@@ -185,7 +186,14 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
-        run(self.bridge, self.control, self.shared, self.options, shutdown).await
+        run(
+            self.bridge,
+            self.control,
+            self.shared,
+            self.options,
+            shutdown,
+        )
+        .await
     }
 }
 
@@ -248,7 +256,12 @@ pub async fn run(
         let stats = tokio::task::spawn_blocking(move || r.finish())
             .await
             .map_err(|_| ServerError::Panicked)??;
-        tracing::info!(records = stats.records, bytes = stats.bytes, dropped = stats.dropped, "trace written");
+        tracing::info!(
+            records = stats.records,
+            bytes = stats.bytes,
+            dropped = stats.dropped,
+            "trace written"
+        );
     }
     let saved = match &opts.checkpoint_on_exit {
         Some(path) => save_final(&shared, path),

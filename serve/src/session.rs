@@ -228,8 +228,12 @@ impl Session {
                         "undecodable message refused"
                     );
                 }
-                let reply =
-                    codec::error_envelope_v(self.version(), e.request_id(), e.code(), e.to_string());
+                let reply = codec::error_envelope_v(
+                    self.version(),
+                    e.request_id(),
+                    e.code(),
+                    e.to_string(),
+                );
                 (reply, After::Continue, false)
             }
             Ok(()) => {
@@ -395,15 +399,15 @@ impl Session {
             Ok(())
         };
         claim.map_err(|other| {
-                refuse(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "env id {:?} is in use by session {other}; env ids are unique among \
+            refuse(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "env id {:?} is in use by session {other}; env ids are unique among \
                          connected envs",
-                        hello.env_id
-                    ),
-                )
-            })?;
+                    hello.env_id
+                ),
+            )
+        })?;
         let (generation, factory) = self.shared.active();
         let seed = self.config.seed.unwrap_or(hello.seed);
         let policy = factory.new_session(hello, seed).map_err(|e| {
@@ -662,7 +666,10 @@ fn record_outcomes(shared: &Shared, outcomes: &[TaskOutcome]) {
 /// Checks a Hello: env id, rack size, node ids in order, sane node specs, an STH we can read.
 pub fn validate_hello(h: &Hello) -> Result<(), Refusal> {
     if h.env_id.is_empty() {
-        return Err(refuse(ErrorCode::InvalidArgument, "Hello without an env_id"));
+        return Err(refuse(
+            ErrorCode::InvalidArgument,
+            "Hello without an env_id",
+        ));
     }
     let n = h.nodes.len();
     if n == 0 || n > MAX_NODES {
@@ -707,12 +714,7 @@ pub fn validate_hello(h: &Hello) -> Result<(), Refusal> {
 /// Checks a Step of protocol `version` against a rack of `n`: node states and their ids,
 /// STH shapes, heartbeat ids, GSTs (shape, the version's form, the ids of their entries),
 /// link and task and outcome node ids, and the task limit.
-pub fn validate_step(
-    step: &Step,
-    n: usize,
-    version: u32,
-    max_tasks: usize,
-) -> Result<(), Refusal> {
+pub fn validate_step(step: &Step, n: usize, version: u32, max_tasks: usize) -> Result<(), Refusal> {
     if step.nodes.len() != n {
         return Err(refuse(
             ErrorCode::InvalidArgument,
@@ -791,7 +793,10 @@ pub fn validate_step(
     if let Some(l) = step.links.iter().find(|l| l.node_id as usize >= n) {
         return Err(refuse(
             ErrorCode::InvalidNodeId,
-            format!("link {} names node {} in a rack of {n}", l.link_id, l.node_id),
+            format!(
+                "link {} names node {} in a rack of {n}",
+                l.link_id, l.node_id
+            ),
         ));
     }
     if let Some(t) = step.tasks.iter().find(|t| t.origin as usize >= n) {
@@ -807,7 +812,11 @@ pub fn validate_step(
 }
 
 /// A v2 Step: its node columns (checked) expanded into `nodes`, reusing `spare`.
-fn expand_v2(step: &mut Step, n: usize, spare: &mut Vec<malcolm_proto::bridge::NodeState>) -> Result<(), Refusal> {
+fn expand_v2(
+    step: &mut Step,
+    n: usize,
+    spare: &mut Vec<malcolm_proto::bridge::NodeState>,
+) -> Result<(), Refusal> {
     if !step.nodes.is_empty() {
         return Err(refuse(
             ErrorCode::InvalidArgument,
@@ -901,6 +910,8 @@ impl PolicyFactory for OnePolicy {
             .lock()
             .expect("policy lock")
             .take()
-            .ok_or_else(|| PolicyError::InvalidState("this policy instance serves one session".into()))
+            .ok_or_else(|| {
+                PolicyError::InvalidState("this policy instance serves one session".into())
+            })
     }
 }

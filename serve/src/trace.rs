@@ -595,7 +595,10 @@ impl TraceReader {
             }
             shift += 7;
             if shift > 63 {
-                return Err(corrupt("length prefix is not a varint".into(), self.records));
+                return Err(corrupt(
+                    "length prefix is not a varint".into(),
+                    self.records,
+                ));
             }
         }
         if len > MAX_RECORD_BYTES {
@@ -743,7 +746,15 @@ mod tests {
         let mut flipped = clean.clone();
         flipped[frames[3] + FRAME_HEAD + 40] ^= 0x10;
         let (ok, bad) = read(flipped);
-        assert_eq!(ok, vec![recs[0].clone(), recs[1].clone(), recs[3].clone(), recs[4].clone()]);
+        assert_eq!(
+            ok,
+            vec![
+                recs[0].clone(),
+                recs[1].clone(),
+                recs[3].clone(),
+                recs[4].clone()
+            ]
+        );
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert!(bad[0].contains("checksum mismatch"), "{bad:?}");
         // Garbage inserted between records: skipped up to the next marker.

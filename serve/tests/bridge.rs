@@ -3,11 +3,11 @@
 
 mod common;
 
-use malcolm_serve::shared::Counters;
 use common::*;
 use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::encode_envelope;
 use malcolm_proto::{envelope, Envelope};
+use malcolm_serve::shared::Counters;
 use std::time::{Duration, Instant};
 
 #[test]

@@ -1,13 +1,13 @@
 //! The gRPC control plane against a running server with a real learner and real envs over
 //! ZeroMQ: status, mode switch, checkpoint save/load, policy switch, health, metrics stream.
 
+use malcolm_agents::AgentsConfig;
+use malcolm_proto::bridge::Mode;
+use malcolm_proto::control::agent_control_client::AgentControlClient;
+use malcolm_proto::control::*;
 use malcolm_serve::bridge::{BridgeConfig, Shutdown};
 use malcolm_serve::server::{self, ServeOptions};
 use malcolm_serve::shared::Shared;
-use malcolm_agents::AgentsConfig;
-use malcolm_proto::control::agent_control_client::AgentControlClient;
-use malcolm_proto::bridge::Mode;
-use malcolm_proto::control::*;
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::time::Duration;
 use tonic_health::pb::health_client::HealthClient;

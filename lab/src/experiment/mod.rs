@@ -20,13 +20,10 @@
 pub mod curves;
 pub mod margin;
 
-use malcolm_serve::bridge::Shutdown;
 use crate::eval::{EvalCase, EvalRow};
 use crate::job::{self, EVAL_SEED_BASE};
 use crate::plots::{line_chart, Chart, Series};
-use malcolm_serve::registry;
 use crate::results::{self, SummaryRow};
-use malcolm_serve::shared::Shared;
 use crate::stats::MeanCi;
 use crate::train::{
     train, CurvePoint, TrainOptions, ValidationOptions, DEFAULT_VALIDATE_EVERY,
@@ -37,8 +34,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_agents::config::RewardKindName;
 use malcolm_agents::AgentsConfig;
 use malcolm_policies::{Mode, PolicyFactory};
-use margin::{MarginHist, Tap};
+use malcolm_serve::bridge::Shutdown;
 use malcolm_serve::loopback::Loopback;
+use malcolm_serve::registry;
+use malcolm_serve::shared::Shared;
+use margin::{MarginHist, Tap};
 use rack_sim::{RackSim, Report, Scenario};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

@@ -9,8 +9,7 @@ use malcolm_serve::loopback::Loopback;
 use rack_sim::scenario::{DecisionConfig, EpisodeLimits, NetworkModel};
 use rack_sim::workload::PoissonSource;
 use rack_sim::{
-    run_env_loop, DeadlineRule, Discipline, Load, NodeSpec, RackSim, Report,
-    Scenario, ServiceLaw,
+    run_env_loop, DeadlineRule, Discipline, Load, NodeSpec, RackSim, Report, Scenario, ServiceLaw,
 };
 use std::sync::{Arc, Mutex};
 

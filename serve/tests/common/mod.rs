@@ -2,12 +2,12 @@
 //! a hand-built rack and Step.
 #![allow(dead_code)]
 
-use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
-use malcolm_serve::shared::Shared;
 use malcolm_policies::{Decision, Policy, PolicyError, PolicyFactory};
 use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::{decode_envelope, encode_envelope};
 use malcolm_proto::{envelope, Envelope};
+use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
+use malcolm_serve::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
 
