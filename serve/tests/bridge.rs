@@ -38,6 +38,8 @@ fn concurrent_envs(workers: usize) {
                 let a = env.request(Body::EpisodeEnd(EpisodeEnd {
                     episode: 0,
                     steps: 200,
+                    // At or after the last Step's simulated time (199 us).
+                    sim_time_ns: 200 * 1000,
                     reason: EndReason::Truncated as i32,
                     ..Default::default()
                 }));

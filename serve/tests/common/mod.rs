@@ -7,6 +7,7 @@ use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::{decode_envelope, encode_envelope};
 use malcolm_proto::{envelope, Envelope};
 use malcolm_serve::bridge::{Bridge, BridgeConfig, Shutdown};
+use malcolm_serve::session::SessionConfig;
 use malcolm_serve::shared::Shared;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,8 +96,24 @@ pub fn start_bridge_with(
     max_message_bytes: usize,
     workers: usize,
 ) -> Running {
+    start_bridge_of(
+        test_shared(),
+        SessionConfig::default(),
+        session_timeout,
+        max_message_bytes,
+        workers,
+    )
+}
+
+/// A bridge serving `shared` with these session limits, on a free tcp loopback port.
+pub fn start_bridge_of(
+    shared: Arc<Shared>,
+    session: SessionConfig,
+    session_timeout: Duration,
+    max_message_bytes: usize,
+    workers: usize,
+) -> Running {
     let ctx = zmq::Context::new();
-    let shared = test_shared();
     let bridge = Bridge::bind(
         &ctx,
         BridgeConfig {
@@ -105,7 +122,7 @@ pub fn start_bridge_with(
             session_timeout,
             max_message_bytes,
             poll_interval: Duration::from_millis(20),
-            session: Default::default(),
+            session,
         },
     )
     .unwrap();
