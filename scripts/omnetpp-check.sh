@@ -246,6 +246,71 @@ if run est-exact DisciplineCompare '$discipline=="fcfs" && $repetition==0' no '-
   fi
 fi
 
+echo "== 9. link state in the agent's view: PfcStorm Steps carry each link with the documented meaning"
+# A recording agent server serves a PfcStorm run; the trace's Steps must list every node's
+# uplink (link_id 2n) and the ToR's downlink to it (2n+1), with monotone counters, the slow
+# receiver's downlink PAUSEd at some Step and queues building somewhere.
+py="${MALCOLM_VENV:-$HOME/.cache/malcolm-strict/venv}/bin/python"
+if [ -z "$agent_pid" ] || ! "$py" -c 'import malcolm_gym' 2>/dev/null; then
+  echo "      (skipped: needs the agent-server binary and the project's venv with malcolm-gym)"
+else
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  rec_ep="tcp://127.0.0.1:$port"
+  "$bin" serve --bind "$rec_ep" --control 127.0.0.1:0 --policy po2 --mode eval --record "$out/pfcstorm.trace" \
+    >"$out/pfcstorm-agent.log" 2>&1 &
+  rec_pid=$!
+  sleep 1
+  saved_endpoint="$endpoint"
+  endpoint="$rec_ep"
+  simtime=1ms run pfcstorm-links PfcStorm 0 yes && ran=yes || ran=no
+  endpoint="$saved_endpoint"
+  kill -INT "$rec_pid" 2>/dev/null
+  wait "$rec_pid" 2>/dev/null || true
+  if [ "$ran" = yes ] && verdict="$("$py" - "$out/pfcstorm.trace" <<'PY'
+import sys
+from malcolm_gym.trace import read_trace
+from malcolm.bridge.v1 import trace_pb2
+_, records = read_trace(sys.argv[1])
+steps = [r.envelope.step for r in records
+         if r.direction == trace_pb2.DIRECTION_ENV_TO_AGENT and r.envelope.WhichOneof("body") == "step"]
+problems, last = [], {}
+paused_down = paused_up = queued = 0
+for s in steps:
+    n = len(s.nodes)
+    ids = sorted(l.link_id for l in s.links)
+    if ids != list(range(2 * n)):
+        problems.append(f"step {s.step_index}: link ids {ids[:6]}... not 0..{2 * n - 1}")
+        break
+    for l in s.links:
+        if l.link_id != 2 * l.node_id + (0 if l.uplink else 1):
+            problems.append(f"link {l.link_id}: node {l.node_id} uplink {l.uplink}")
+        if l.uplink and l.ecn_marks:
+            problems.append(f"uplink {l.link_id} counts ECN marks (NICs do not mark)")
+        prev = last.get(l.link_id)
+        if prev and (l.ecn_marks < prev[0] or l.pause_frames < prev[1] or l.drops < prev[2]):
+            problems.append(f"link {l.link_id}: a counter went back at step {s.step_index}")
+        last[l.link_id] = (l.ecn_marks, l.pause_frames, l.drops)
+        paused_down += l.pfc_paused and not l.uplink and l.node_id == 0
+        paused_up += l.pfc_paused and l.uplink
+        queued += l.queue_bytes > 0
+if not steps:
+    problems.append("no Step in the trace")
+if not paused_down:
+    problems.append("the slow receiver's downlink (link 1) was never PAUSEd at a Step")
+print(f"{len(steps)} Steps; downlink to node 0 paused at {paused_down}, senders' uplinks paused "
+      f"{paused_up} link-Steps, queues non-empty {queued} link-Steps")
+if problems:
+    print("; ".join(problems[:5]))
+    sys.exit(1)
+PY
+)"; then
+    pass "link state: $verdict"
+  else
+    echo "      $verdict"
+    fail "PfcStorm Steps do not carry link state with the documented meaning"
+  fi
+fi
+
 if [ "$failures" -gt 0 ]; then
   echo "omnetpp-check: $failures check(s) failed (logs and results in $out)"
   exit 1

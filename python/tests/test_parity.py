@@ -75,7 +75,8 @@ def test_ports_reproduce_the_rust_miss_rates(agent_server, rust_eval, policy, se
     # Same placements, same simulation: the figures agree to the last bit.
     assert report["miss_rate"] == float(rust["miss_rate"]), (report["miss_rate"], rust["miss_rate"])
     assert report["goodput_per_s"] == float(rust["goodput_per_s"])
-    assert report["latency"]["p99_ns"] / 1e3 == float(rust["p99_us"])
+    # Latency figures count drops as censored at +infinity; the report writes that as "inf".
+    assert float(report["latency"]["p99_ns"]) / 1e3 == float(rust["p99_us"])
     if policy == "slack-greedy":
         assert 0.0 < report["miss_rate"] < 0.5  # a figure worth comparing
 
