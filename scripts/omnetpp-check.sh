@@ -311,6 +311,31 @@ PY
   fi
 fi
 
+echo "== 10. scripts/omnetpp-eval.sh: policies side by side on held-out runs, outcomes from the .sca files"
+if [ -x "$bin" ]; then
+  if MALCOLM_AGENT_SERVER_BIN="$bin" bash "$root/scripts/omnetpp-eval.sh" --runs 3..4 --sim-time 3ms \
+       --policies po2+fcfs,slack-greedy --out "$out/eval" >"$out/eval.log" 2>&1 &&
+     verdict="$(python3 - "$out/eval/summary.csv" "$out/eval/eval.csv" <<'PY'
+import csv, sys
+s = {r["policy"]: r for r in csv.DictReader(open(sys.argv[1]))}
+runs = list(csv.DictReader(open(sys.argv[2])))
+ok = (set(s) == {"po2-fcfs", "slack-greedy"} and len(runs) == 4
+      and all(int(r["tasks"]) > 100 for r in runs)
+      and float(s["slack-greedy"]["miss_rate"]) < float(s["po2-fcfs"]["miss_rate"]))
+print(f"slack-greedy {100 * float(s['slack-greedy']['miss_rate']):.1f}% vs Po2 + FCFS "
+      f"{100 * float(s['po2-fcfs']['miss_rate']):.1f}% missed, {len(runs)} runs")
+sys.exit(0 if ok else 1)
+PY
+)"; then
+    pass "omnetpp-eval: $verdict"
+  else
+    tail -n 8 "$out/eval.log"
+    fail "omnetpp-eval did not give two policies x two runs with slack-greedy ahead of Po2 + FCFS (${verdict:-no summary})"
+  fi
+else
+  echo "      (skipped: needs the agent-server binary)"
+fi
+
 if [ "$failures" -gt 0 ]; then
   echo "omnetpp-check: $failures check(s) failed (logs and results in $out)"
   exit 1

@@ -950,12 +950,13 @@ impl StrictPolicy {
         }
     }
 
-    /// Candidates a task scores: every node on racks of up to `max_candidates`; otherwise the
-    /// origin, `SHORTLIST_RANDOM` random others, and the rest by the wait model's estimated
-    /// slack (what `slack_after_estimated_wait` encodes), like power-of-d's sample but aimed.
+    /// Candidates a task scores: every node on racks of up to `max_candidates`; otherwise a
+    /// `shortlist`: the origin, `SHORTLIST_RANDOM` random others, and the rest by the wait
+    /// model's estimated slack (what `slack_after_estimated_wait` encodes), like power-of-d's
+    /// sample plus an aimed pick.
     fn shortlist(&mut self, step: &Step, i: usize, out: &mut Vec<u32>) {
         let n = self.fb.n();
-        let m = self.shared.config.max_candidates;
+        let m = self.shared.config.candidates(n);
         out.clear();
         if n <= m {
             out.extend(0..n as u32);
@@ -1014,7 +1015,7 @@ impl StrictPolicy {
     fn build_and_score(&mut self, step: &Step, head: &Head) -> Result<(), PolicyError> {
         let (t, n) = (step.tasks.len(), self.fb.n());
         let (s, c) = (SHARED_FEATURES, CANDIDATE_FEATURES);
-        let m = n.min(self.shared.config.max_candidates);
+        let m = self.shared.config.candidates(n);
         self.shared_buf.resize(t * s, 0.0);
         self.cand_buf.resize(t * n * c, 0.0);
         self.short.clear();
@@ -1121,7 +1122,7 @@ impl Policy for StrictPolicy {
         let mut later_rows = Vec::new();
         let mut later_sh = Vec::new();
         let mut later_scores = Vec::new();
-        let m = n.min(cfg.max_candidates);
+        let m = cfg.candidates(n);
         let h = self.snap.actor.arch.hidden;
         for (pos, &i) in order.iter().enumerate() {
             let task = &step.tasks[i];

@@ -180,6 +180,10 @@ pub struct EvalArgs {
     /// Held-out seeds per policy.
     #[arg(long, default_value_t = DEFAULT_EVAL_SEEDS)]
     pub seeds: usize,
+    /// First seed (then consecutive ones). The default is the held-out test range; choose
+    /// settings on the validation range (700000001, what `train` validates on) instead.
+    #[arg(long, default_value_t = EVAL_SEED_BASE)]
+    pub seed_base: u64,
     /// Results folder (default: results/eval-<scenario>-<unix time>).
     #[arg(long, env = "MALCOLM_RESULTS")]
     pub out: Option<PathBuf>,
@@ -207,7 +211,7 @@ pub fn eval(a: EvalArgs) -> Result<String> {
         let (policy, scenario, label) = spec::eval_entry(p, &a.scenario);
         cases.push(EvalCase::new(&label, &policy, &scenario));
     }
-    let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| EVAL_SEED_BASE + i).collect();
+    let seeds: Vec<u64> = (0..a.seeds as u64).map(|i| a.seed_base + i).collect();
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let runs = job::evaluate_with_learner(&shared, &agents, &cases, &seeds, threads, true)?;
     let out = a
