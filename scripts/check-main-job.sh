@@ -4,9 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$(mktemp -d)/quick"
-target/release/agent-server --log warn train --quick --out "$out" >"$out.log" 2>&1 || {
+target/release/agent-server --log info train --quick --out "$out" >"$out.log" 2>&1 || {
   cat "$out.log"; echo "check-main-job: train --quick failed" >&2; exit 1; }
 fail() { echo "check-main-job: $*" >&2; exit 1; }
+# Per-episode session lines belong at DEBUG: at INFO they would interleave with the progress.
+if grep -q 'env connected\|env closed its session' "$out.log"; then
+  fail "train logs a line per episode at INFO (session connects/closes)"
+fi
 for f in summary.md eval.csv summary.csv learning_curve.csv latency_cdf.png learning_curve.png \
          checkpoint.safetensors; do
   [ -s "$out/$f" ] || fail "missing or empty $f"

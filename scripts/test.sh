@@ -10,8 +10,11 @@ source scripts/env.sh
 echo "== Rust workspace tests (release profile, shared with the main job)"
 cargo test --release --workspace
 
-echo "== Python adapter (python/: pytest against live agent-server env processes)"
+echo "== Bridge benchmark, --quick: Step round trip through the bridge beside the raw canned-reply floor"
 cargo build --release -p agent-server
+target/release/agent-server --log warn bench bridge --quick
+
+echo "== Python adapter (python/: pytest against live agent-server env processes)"
 MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server" "$MALCOLM_VENV/bin/python" -m pytest -q python/tests
 
 echo "== C++ core (GoogleTest; OMNeT++ modules too where OMNeT++ is found)"

@@ -1,5 +1,6 @@
 //! Quick look at the baselines on the embedded `hetero` scenario (miss rate, goodput, time).
-use rack_sim::{run_policy, scenario, RackSim};
+use malcolm_serve::loopback::run_policy;
+use rack_sim::{scenario, RackSim};
 use std::time::Instant;
 
 fn main() {

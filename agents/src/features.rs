@@ -235,7 +235,7 @@ impl FeatureBuilder {
         out.entries.clear();
         out.ages_ns.clear();
         let own = &step.nodes[origin];
-        let gst = GstView::of(own);
+        let gst = GstView::of(step, origin);
         let (mut rho, mut panic, mut lq, mut seen) = (0.0, 0.0, 0.0, 0usize);
         for j in 0..n {
             let (entry, age_ns) = if j == origin {

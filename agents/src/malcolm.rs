@@ -573,7 +573,7 @@ impl PolicyFactory for MalcolmFactory {
             .as_ref()
             .map(|r| r.control.clone())
             .ok_or_else(|| {
-                PolicyError::Checkpoint("malcolm has no learner yet (no session)".into())
+                PolicyError::NoLearnedState("malcolm has no learner yet (no session)".into())
             })?;
         self.control(control, |tx| Control::Save(path.to_path_buf(), tx))
     }
@@ -660,7 +660,9 @@ impl Policy for MalcolmPolicy {
         out.clear();
         self.fb.check(step)?;
         let mode = mode_of(&self.shared);
-        if mode != Mode::Frozen {
+        // Frozen keeps the weights it has, but a session that has none yet takes the ones the
+        // learner published at start (its initial or loaded weights) instead of refusing.
+        if mode != Mode::Frozen || self.layers.is_empty() {
             self.refresh();
         }
         if self.layers.is_empty() {

@@ -5,7 +5,8 @@
 
 use malcolm_agents::{AgentsConfig, IqnConfig, MalcolmConfig};
 use malcolm_policies::{Mode, PolicyFactory};
-use rack_sim::{run_policy, scenario, RackSim};
+use malcolm_serve::loopback::run_policy;
+use rack_sim::{scenario, RackSim};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

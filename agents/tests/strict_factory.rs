@@ -8,7 +8,8 @@ mod common;
 use malcolm_agents::{factory_by_name, AgentsConfig, IqnConfig, StrictFactory};
 use malcolm_policies::{Decision, Mode, PolicyFactory};
 use malcolm_proto::bridge::{EndReason, EpisodeEnd};
-use rack_sim::{run_policy, scenario, RackSim};
+use malcolm_serve::loopback::run_policy;
+use rack_sim::{scenario, RackSim};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -34,13 +34,82 @@ impl Decision {
 }
 
 /// Train explores and learns; eval acts greedily without learning; frozen is eval whose
-/// weights are never republished (for replay and regression).
+/// weights are never republished (for replay and regression). The one mode type: the wire's
+/// `malcolm.bridge.v1.Mode` (Welcome, control plane), the CLI's names and the learners'
+/// atomics all convert through here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
     Train,
     Eval,
     Frozen,
+}
+
+impl Mode {
+    /// Every mode, in wire order.
+    pub const ALL: [Mode; 3] = [Mode::Train, Mode::Eval, Mode::Frozen];
+
+    /// The mode's name on the command line, in logs and in `Welcome.mode_name`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Train => "train",
+            Mode::Eval => "eval",
+            Mode::Frozen => "frozen",
+        }
+    }
+
+    /// The wire enum.
+    pub fn to_pb(self) -> malcolm_proto::bridge::Mode {
+        use malcolm_proto::bridge::Mode as Pb;
+        match self {
+            Mode::Train => Pb::Train,
+            Mode::Eval => Pb::Eval,
+            Mode::Frozen => Pb::Frozen,
+        }
+    }
+
+    /// From the wire enum; `None` for MODE_UNSPECIFIED.
+    pub fn from_pb(m: malcolm_proto::bridge::Mode) -> Option<Self> {
+        use malcolm_proto::bridge::Mode as Pb;
+        match m {
+            Pb::Train => Some(Mode::Train),
+            Pb::Eval => Some(Mode::Eval),
+            Pb::Frozen => Some(Mode::Frozen),
+            Pb::Unspecified => None,
+        }
+    }
+
+    /// A compact code for an atomic (the learners keep the mode in an `AtomicU8`).
+    pub fn to_u8(self) -> u8 {
+        self.to_pb() as u8
+    }
+
+    /// The inverse of [`Mode::to_u8`]; an unknown code reads as frozen (the safest: no
+    /// exploration, no learning, no new weights).
+    pub fn from_u8(v: u8) -> Self {
+        malcolm_proto::bridge::Mode::try_from(v as i32)
+            .ok()
+            .and_then(Self::from_pb)
+            .unwrap_or(Mode::Frozen)
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                PolicyError::InvalidState(format!("mode {s:?}: one of train, eval, frozen"))
+            })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +122,10 @@ pub enum PolicyError {
     UnknownPolicy(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The policy has nothing to save or load (fixed rules, or a learner not started yet):
+    /// not a failure of a save.
+    #[error("no learned state: {0}")]
+    NoLearnedState(String),
     #[error("learner unavailable: {0}")]
     Learner(String),
     #[error(transparent)]
@@ -113,17 +186,25 @@ pub trait PolicyFactory: Send + Sync {
     fn mode(&self) -> Mode {
         Mode::Eval
     }
+    /// True when a session's decisions are cheap and never wait for anything (fixed rules:
+    /// work proportional to tasks x nodes): a server may then decide small Steps on the
+    /// thread that received them, saving two thread hand-offs per Step. Policies that may
+    /// block (a learner enforcing its replay ratio) or that take long must say false, the
+    /// default, so that one env never stalls the others.
+    fn decides_inline(&self) -> bool {
+        false
+    }
     fn status(&self) -> LearnerStatus {
         LearnerStatus::default()
     }
     fn save_checkpoint(&self, _path: &Path) -> Result<CheckpointInfo, PolicyError> {
-        Err(PolicyError::Checkpoint(format!(
+        Err(PolicyError::NoLearnedState(format!(
             "policy {} has no learned state to save",
             self.name()
         )))
     }
     fn load_checkpoint(&self, _path: &Path) -> Result<CheckpointInfo, PolicyError> {
-        Err(PolicyError::Checkpoint(format!(
+        Err(PolicyError::NoLearnedState(format!(
             "policy {} has no learned state to load",
             self.name()
         )))

@@ -19,13 +19,15 @@
 
 use crate::baselines::NetInfo;
 use malcolm_proto::bridge::{Hello, NodeState, Step};
-use malcolm_proto::{Heartbeat, HEARTBEAT_LEN};
+use malcolm_proto::{columns, Heartbeat, HEARTBEAT_LEN};
 
 /// How many observed tasks the running mean of service estimates averages over at most (it then
 /// becomes an exponential average that follows drifting workloads).
 pub const SERVICE_MEAN_WINDOW: f64 = 10_000.0;
 
-/// Read-only access to one node's Global State Table: heartbeat `j` and its age.
+/// Read-only access to one origin's Global State Table: heartbeat `j` and its age. The one
+/// place that knows where a Step keeps it: inline in the origin's `NodeState.gst` (protocol
+/// v1) or in the Step's shared `gst_tables`, named by `NodeState.gst_table` (v2).
 #[derive(Debug, Clone, Copy)]
 pub struct GstView<'a> {
     heartbeats: &'a [u8],
@@ -33,9 +35,17 @@ pub struct GstView<'a> {
 }
 
 impl<'a> GstView<'a> {
-    /// The GST carried by `node` (empty when it has none).
-    pub fn of(node: &'a NodeState) -> Self {
-        match node.gst.as_ref() {
+    /// The GST `step` carries for node `origin` (empty when it has none).
+    pub fn of(step: &'a Step, origin: usize) -> Self {
+        let table = match step.nodes.get(origin).and_then(|node| node.gst.as_ref()) {
+            Some(g) => Some(g),
+            None => step.node_columns.as_ref().and_then(|cols| {
+                columns::gst_table(cols, origin)
+                    .checked_sub(1)
+                    .and_then(|i| step.gst_tables.get(i))
+            }),
+        };
+        match table {
             Some(g) => Self {
                 heartbeats: &g.heartbeats,
                 age_ns: &g.age_ns,
@@ -45,6 +55,11 @@ impl<'a> GstView<'a> {
                 age_ns: &[],
             },
         }
+    }
+
+    /// Whether the Step carries a table for the origin at all.
+    pub fn is_present(&self) -> bool {
+        !self.age_ns.is_empty()
     }
 
     /// Age in ns of the origin's heartbeat from node `j`; `None` when it has none yet.
@@ -67,20 +82,11 @@ impl<'a> GstView<'a> {
 }
 
 /// A node's own heartbeat fields from its fresh state, as a decoded heartbeat (saturated like
-/// the wire format).
+/// the wire format; see `Heartbeat::from_fields`).
 pub fn fresh_heartbeat(node: &NodeState) -> Heartbeat {
-    match &node.heartbeat {
-        Some(h) => Heartbeat::from_values(
-            h.node_id as u8,
-            h.flags as u8,
-            h.load_factor_milli as u64,
-            h.slack_p10_us as i64,
-            h.slack_p50_us as i64,
-            h.queue_len as u64,
-            h.policy_version,
-        ),
-        None => Heartbeat::default(),
-    }
+    node.heartbeat
+        .as_ref()
+        .map_or_else(Heartbeat::default, Heartbeat::from_fields)
 }
 
 /// One direction of a node's link to the ToR, as the Step reports it.
@@ -286,9 +292,7 @@ impl WaitModel {
     /// for itself, its GST entry otherwise). It does not change within a Step, so callers that
     /// score many tasks of one origin compute it once per node.
     pub fn state_wait_ns(&self, step: &Step, o: usize, j: usize) -> f64 {
-        let hb = (j != o)
-            .then(|| GstView::of(&step.nodes[o]).get(j))
-            .flatten();
+        let hb = (j != o).then(|| GstView::of(step, o).get(j)).flatten();
         self.state_wait_from(step, o, j, hb)
     }
 
@@ -337,7 +341,7 @@ impl WaitModel {
                 step_ns: others_in_step,
             };
         }
-        let hb_sent = GstView::of(&step.nodes[o])
+        let hb_sent = GstView::of(step, o)
             .age_ns(j)
             .map_or(0, |age| now.saturating_sub(age));
         let p = self.placed[o * self.n + j];
@@ -428,12 +432,30 @@ mod tests {
         let mut n0 = node(0, 0, 0);
         n0.gst = Some(gst(&[hb(0, 0, true), hb(1, 7, false)], 3_000));
         n0.gst.as_mut().unwrap().age_ns[0] = u64::MAX;
-        let v = GstView::of(&n0);
+        let s = step(vec![n0.clone(), node(1, 0, 0)], vec![]);
+        let v = GstView::of(&s, 0);
         assert!(v.get(0).is_none(), "no heartbeat yet");
         let (h, age) = v.get(1).unwrap();
         assert_eq!((h.queue_len, age), (7, 3_000));
         assert!(v.get(2).is_none(), "outside the table");
-        assert!(GstView::of(&node(1, 0, 0)).get(0).is_none());
+        assert!(GstView::of(&s, 1).get(0).is_none());
+        assert!(GstView::of(&s, 9).get(0).is_none(), "outside the rack");
+        // Protocol v2: the same table once in the Step, named by the origin's column.
+        let mut v2 = step(vec![node(0, 0, 0), node(1, 0, 0)], vec![]);
+        v2.gst_tables.push(n0.gst.clone().unwrap());
+        let mut cols = malcolm_proto::bridge::NodeColumns::default();
+        columns::pack(&v2.nodes, &[1, 0], &mut cols);
+        v2.node_columns = Some(cols.clone());
+        let (h2, age2) = GstView::of(&v2, 0).get(1).unwrap();
+        assert_eq!((h2, age2), (h, age));
+        assert!(GstView::of(&v2, 0).get(0).is_none());
+        assert!(!GstView::of(&v2, 1).is_present(), "table 0 means none");
+        columns::pack(&v2.nodes, &[1, 7], &mut cols);
+        v2.node_columns = Some(cols);
+        assert!(
+            !GstView::of(&v2, 1).is_present(),
+            "a table the Step does not have"
+        );
     }
 
     #[test]

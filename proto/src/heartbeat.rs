@@ -3,6 +3,7 @@
 //! `node_id u8 | flags u8 | load_factor u16 | slack_p10 i16 | slack_p50 i16 | queue_len u32 |
 //! reserved u32 (policy version)`. Mirrored by `omnetpp/core/heartbeat.h`.
 
+use crate::bridge::HeartbeatFields;
 use crate::sth::SlackHistogram;
 
 /// Size of the payload on the wire.
@@ -109,6 +110,39 @@ impl Heartbeat {
         }
     }
 
+    /// From the bridge's unpacked `HeartbeatFields`, saturating each field into its wire width
+    /// exactly as the 16-byte payload would carry it. The one conversion in that direction.
+    pub fn from_fields(f: &HeartbeatFields) -> Self {
+        Self::from_values(
+            f.node_id.min(u8::MAX as u32) as u8,
+            f.flags.min(u8::MAX as u32) as u8,
+            f.load_factor_milli as u64,
+            f.slack_p10_us as i64,
+            f.slack_p50_us as i64,
+            f.queue_len as u64,
+            f.policy_version,
+        )
+    }
+
+    /// The bridge's unpacked `HeartbeatFields` of this heartbeat. The one conversion in that
+    /// direction (rack-sim's Steps, the C++ `fillHeartbeat` mirrors it).
+    pub fn to_fields(&self) -> HeartbeatFields {
+        let mut f = HeartbeatFields::default();
+        self.write_fields(&mut f);
+        f
+    }
+
+    /// [`Heartbeat::to_fields`] into an existing message (no allocation).
+    pub fn write_fields(&self, f: &mut HeartbeatFields) {
+        f.node_id = self.node_id as u32;
+        f.flags = self.flags as u32;
+        f.load_factor_milli = self.load_factor as u32;
+        f.slack_p10_us = self.slack_p10_us as i32;
+        f.slack_p50_us = self.slack_p50_us as i32;
+        f.queue_len = self.queue_len;
+        f.policy_version = self.reserved;
+    }
+
     pub fn encode(&self) -> [u8; HEARTBEAT_LEN] {
         let mut b = [0u8; HEARTBEAT_LEN];
         b[0] = self.node_id;
@@ -162,6 +196,26 @@ mod tests {
                 Err(HeartbeatError::WrongLength(n))
             );
         }
+    }
+
+    #[test]
+    fn fields_round_trip_and_saturate_like_the_payload() {
+        let hb = Heartbeat::from_values(7, 3, 1_500, -40, 90_000, 12, 5);
+        assert_eq!(Heartbeat::from_fields(&hb.to_fields()), hb);
+        let wide = HeartbeatFields {
+            node_id: 300,
+            flags: 1,
+            load_factor_milli: 70_000,
+            slack_p10_us: -70_000,
+            slack_p50_us: 70_000,
+            queue_len: 4,
+            policy_version: 9,
+        };
+        let hb = Heartbeat::from_fields(&wide);
+        assert_eq!(
+            (hb.node_id, hb.load_factor, hb.slack_p10_us, hb.slack_p50_us),
+            (u8::MAX, u16::MAX, i16::MIN, i16::MAX)
+        );
     }
 
     #[test]

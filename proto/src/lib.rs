@@ -4,26 +4,44 @@
 //! agent server. [`bridge`] holds the generated protobuf types of the ZeroMQ data path and
 //! of trace files (`proto/malcolm/bridge/v1/*.proto`), [`control`] the gRPC control-plane
 //! service (`proto/malcolm/control/v1/control.proto`). [`codec`] decodes envelopes with the
-//! checks every receiver needs (size, version, body). [`sth`] and [`heartbeat`] are the
+//! checks every receiver needs (size, version, body) and negotiates versions; [`columns`]
+//! packs and expands protocol v2's node columns. [`sth`] and [`heartbeat`] are the
 //! framework-free shared formats of design.md section 4, mirrored by the C++ core and checked
 //! against the golden vectors in `proto/testdata/` ([`testdata_dir`]).
 
 pub mod codec;
+pub mod columns;
+pub mod fastdecode;
 pub mod heartbeat;
 pub mod sth;
 
-/// Bridge protocol v1 and trace files (`malcolm.bridge.v1`).
-pub mod bridge {
-    tonic::include_proto!("malcolm.bridge.v1");
+/// The generated code, in the protobuf packages' own nesting (the control plane refers to the
+/// bridge's `Mode` as `super::super::bridge::v1::Mode`).
+pub mod generated {
+    pub mod malcolm {
+        pub mod bridge {
+            pub mod v1 {
+                tonic::include_proto!("malcolm.bridge.v1");
+            }
+        }
+        pub mod control {
+            pub mod v1 {
+                tonic::include_proto!("malcolm.control.v1");
+            }
+        }
+    }
 }
 
+/// Bridge protocol (versions 1 and 2, package `malcolm.bridge.v1`) and trace files.
+pub use generated::malcolm::bridge::v1 as bridge;
 /// Control plane (`malcolm.control.v1`).
-pub mod control {
-    tonic::include_proto!("malcolm.control.v1");
-}
+pub use generated::malcolm::control::v1 as control;
 
 pub use bridge::Envelope;
-pub use codec::{decode_envelope, envelope, error_envelope, DecodeError, PROTOCOL_VERSION};
+pub use codec::{
+    decode_envelope, envelope, envelope_v, error_envelope, error_envelope_v, DecodeError,
+    PROTOCOL_V1, PROTOCOL_V2, PROTOCOL_VERSION, SUPPORTED_VERSIONS,
+};
 pub use heartbeat::{Heartbeat, HeartbeatError, HEARTBEAT_LEN};
 pub use sth::{bucket_of, SlackHistogram, STH_BUCKETS};
 

@@ -70,6 +70,7 @@ fn sample_step() -> Step {
             class: 0,
             decided_at_step: 76,
         }],
+        ..Default::default()
     }
 }
 
@@ -90,6 +91,7 @@ fn all_bodies() -> Vec<Body> {
             sth: Some(malcolm_proto::sth_config()),
             heartbeat_interval_ns: 50_000,
             parameters: [("rho".to_string(), "0.9".to_string())].into(),
+            protocol_versions: vec![1, 2],
         }),
         Body::Step(sample_step()),
         Body::EpisodeEnd(EpisodeEnd {
@@ -106,8 +108,12 @@ fn all_bodies() -> Vec<Body> {
             session_id: 9,
             policy: "malcolm-strict".into(),
             policy_version: 12,
-            mode: "train".into(),
+            mode_name: "train".into(),
             step_budget_ns: 1_000_000,
+            protocol_version: 2,
+            mode: Mode::Train as i32,
+            max_message_bytes: 8 << 20,
+            max_tasks_per_step: 4096,
         }),
         Body::Placement(Placement {
             step_index: 77,
@@ -147,7 +153,7 @@ fn trace_records_round_trip_length_delimited() {
         session_id: 4,
         t_ns: 10,
         direction: Direction::EnvToAgent as i32,
-        envelope: Some(envelope(1, Body::Step(sample_step()))),
+        envelope: encode_envelope(&envelope(1, Body::Step(sample_step()))),
         decide_ns: 0,
     };
     let mut buf = Vec::new();
@@ -165,12 +171,12 @@ fn trace_records_round_trip_length_delimited() {
 #[test]
 fn wrong_version_is_refused_with_the_request_id() {
     let mut env = envelope(42, Body::Ack(Ack {}));
-    env.protocol_version = 2;
+    env.protocol_version = 3;
     let err = decode_envelope(&encode_envelope(&env), 1 << 20).unwrap_err();
     assert_eq!(
         err,
         DecodeError::VersionMismatch {
-            got: 2,
+            got: 3,
             request_id: 42
         }
     );

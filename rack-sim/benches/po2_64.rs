@@ -6,7 +6,8 @@
 //! for one Step per arrival.
 
 use malcolm_policies::baselines::{factory_by_name, Params};
-use rack_sim::{by_name, run_env_loop, InProcessTransport, RackSim};
+use malcolm_serve::loopback::Loopback;
+use rack_sim::{by_name, run_env_loop, RackSim};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,7 +37,7 @@ fn main() {
     let tasks = scenario.limits.tasks.unwrap_or(0);
     let factory = factory_by_name("po2", &Params::new()).expect("po2");
     let mut sim = RackSim::new(scenario, 1).expect("sim");
-    let mut transport = InProcessTransport::from_factory(Arc::from(factory), 1);
+    let mut transport = Loopback::new(Arc::from(factory), 1);
     let cpu0 = cpu_seconds();
     let t0 = Instant::now();
     let report = run_env_loop(&mut sim, &mut transport, "bench", 1).expect("run");

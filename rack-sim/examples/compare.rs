@@ -4,7 +4,8 @@
 //! e.g. `-- hetero:discipline=fcfs ideal:discipline=fcfs hetero -p po2,slack-greedy`.
 
 use malcolm_policies::baselines::{factory_by_name, Params};
-use rack_sim::{by_name, run_env_loop, InProcessTransport, RackSim};
+use malcolm_serve::loopback::Loopback;
+use rack_sim::{by_name, run_env_loop, RackSim};
 use std::sync::Arc;
 
 fn main() {
@@ -44,7 +45,7 @@ fn main() {
                 .collect();
             let factory = factory_by_name(name, &params).expect("policy");
             let mut sim = RackSim::new(scenario, 1).expect("sim");
-            let mut t = InProcessTransport::from_factory(Arc::from(factory), 1);
+            let mut t = Loopback::new(Arc::from(factory), 1);
             let r = run_env_loop(&mut sim, &mut t, "compare", 1).expect("run");
             println!(
                 "{:<40} {:<14} {:>9.5} {:>12.0} {:>10.1} {:>10.1} {:>10.1} {:>8.1}",

@@ -9,8 +9,9 @@
 //! traces); [`node`] is one server as a pure state machine (ingress, [`edf`] queue, FCFS or
 //! processor sharing, k cores of speed v); [`engine`] is the event queue; [`sim`] ties them
 //! into [`RackSim`], which emits `Step`s and applies `Placement`s; [`metrics`] turns outcomes
-//! into a [`Report`]; [`transport`] carries the messages to an agent (ZeroMQ or in process)
-//! and holds the env loops.
+//! into a [`Report`]; [`transport`] carries the messages to an agent over ZeroMQ (or any
+//! other [`Transport`], such as the agent server's in-process loopback) and holds the env
+//! loops.
 
 pub mod edf;
 pub mod engine;
@@ -28,7 +29,6 @@ pub use node::{Discipline, DisciplineKind, NodeSpec, NodeTiming};
 pub use scenario::{by_name, Scenario};
 pub use sim::{RackSim, SimEvent};
 pub use transport::{
-    run_env_loop, run_episode, run_policy, EnvLoopError, InProcessTransport, Transport,
-    TransportError, ZmqEnvClient,
+    run_env_loop, run_episode, EnvLoopError, Transport, TransportError, ZmqEnvClient,
 };
 pub use workload::{DeadlineRule, Load, ServiceEstimate, ServiceLaw, TraceSource, TraceTask};

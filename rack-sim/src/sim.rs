@@ -20,6 +20,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// What the environment has for the agent next.
+// A Step is the common case and is moved, never copied, so boxing it would only add an
+// allocation per decision.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SimEvent {
     /// A decision is due: answer with [`RackSim::apply`].
@@ -193,6 +196,13 @@ pub struct RackSim {
     effects: Vec<Effect>,
     spare_step: Option<Step>,
     gst_pool: Vec<GlobalStateView>,
+    /// Bridge protocol version of the Steps (2: each distinct GST once per Step, node state
+    /// in columns).
+    protocol: u32,
+    /// v2: each node's 1-based GST table in the Step being built (0: none).
+    gst_index: Vec<u16>,
+    /// v2: the node states packed into the last Step's columns, reused for the next.
+    spare_nodes: Vec<NodeState>,
     metrics: Metrics,
     /// Time of the most recent Step (utilisation since then).
     last_step_time: u64,
@@ -260,6 +270,9 @@ impl RackSim {
             effects: Vec::with_capacity(64),
             spare_step: None,
             gst_pool: Vec::new(),
+            protocol: malcolm_proto::PROTOCOL_V1,
+            gst_index: vec![0; n],
+            spare_nodes: Vec::new(),
             metrics: Metrics::new(n),
             last_step_time: 0,
             class_means,
@@ -291,7 +304,18 @@ impl RackSim {
         self.events
     }
 
-    /// The session's first message.
+    /// Emits Steps of bridge protocol `version` from now on: 1 carries each origin's GST in
+    /// its node state, 2 each distinct GST once in `Step.gst_tables` (the session negotiates
+    /// it in the Hello). Both describe the same tables.
+    pub fn set_protocol(&mut self, version: u32) {
+        self.protocol = version;
+    }
+
+    pub fn protocol(&self) -> u32 {
+        self.protocol
+    }
+
+    /// The session's first message (it offers every protocol version rack-sim speaks).
     pub fn hello(&self, env_id: &str) -> Hello {
         Hello {
             env_id: env_id.to_string(),
@@ -314,6 +338,7 @@ impl RackSim {
             sth: Some(malcolm_proto::sth_config()),
             heartbeat_interval_ns: self.scenario.heartbeat_interval_ns,
             parameters: self.scenario.parameters().into_iter().collect(),
+            protocol_versions: malcolm_proto::SUPPORTED_VERSIONS.to_vec(),
         }
     }
 
@@ -838,6 +863,10 @@ impl RackSim {
         let now = self.now;
         let n = self.n;
         let mut step = self.spare_step.take().unwrap_or_default();
+        self.gst_pool.append(&mut step.gst_tables);
+        if step.nodes.is_empty() {
+            step.nodes = std::mem::take(&mut self.spare_nodes);
+        }
         step.sim_time_ns = now;
         step.episode = self.episode;
         step.step_index = self.step_index;
@@ -902,14 +931,7 @@ impl RackSim {
             } else {
                 sth.sum_load_us
             };
-            let f = ns.heartbeat.get_or_insert_with(HeartbeatFields::default);
-            f.node_id = hb.node_id as u32;
-            f.flags = hb.flags as u32;
-            f.load_factor_milli = hb.load_factor as u32;
-            f.slack_p10_us = hb.slack_p10_us as i32;
-            f.slack_p50_us = hb.slack_p50_us as i32;
-            f.queue_len = hb.queue_len;
-            f.policy_version = hb.reserved;
+            hb.write_fields(ns.heartbeat.get_or_insert_with(HeartbeatFields::default));
             let busy = node.busy_core_ns(now);
             ns.utilisation = if dt == 0 {
                 node.busy_cores() as f64 * self.inv_cores[i]
@@ -917,29 +939,73 @@ impl RackSim {
                 (busy - self.util_busy[i]) as f64 * inv_dt * self.inv_cores[i]
             };
             self.util_busy[i] = busy;
+            self.gst_index[i] = 0;
             if self.is_origin[i] {
                 self.is_origin[i] = false;
-                let g = ns
-                    .gst
-                    .get_or_insert_with(|| self.gst_pool.pop().unwrap_or_default());
-                g.heartbeats.clear();
-                g.heartbeats
-                    .extend_from_slice(self.gst[i * n..(i + 1) * n].as_flattened());
-                g.age_ns.clear();
-                g.age_ns
-                    .extend(self.gst_sent[i * n..(i + 1) * n].iter().map(|&s| {
-                        if s == u64::MAX {
-                            u64::MAX
-                        } else {
-                            now - s
-                        }
-                    }));
+                if self.protocol >= malcolm_proto::PROTOCOL_V2 {
+                    if let Some(g) = ns.gst.take() {
+                        self.gst_pool.push(g);
+                    }
+                    self.gst_index[i] = self.share_gst_table(&mut step.gst_tables, i, now) as u16;
+                } else {
+                    let g = ns
+                        .gst
+                        .get_or_insert_with(|| self.gst_pool.pop().unwrap_or_default());
+                    self.fill_gst(g, i, now);
+                }
             } else if let Some(g) = ns.gst.take() {
                 self.gst_pool.push(g);
             }
         }
+        if self.protocol >= malcolm_proto::PROTOCOL_V2 {
+            let cols = step.node_columns.get_or_insert_with(Default::default);
+            malcolm_proto::columns::pack(&step.nodes, &self.gst_index, cols);
+            self.spare_nodes = std::mem::take(&mut step.nodes);
+        } else {
+            step.node_columns = None;
+        }
         self.last_step_time = now;
         step
+    }
+
+    /// Writes node `i`'s Global State Table (heartbeat bytes and their ages at `now`) into `g`.
+    fn fill_gst(&self, g: &mut GlobalStateView, i: usize, now: u64) {
+        let n = self.n;
+        g.heartbeats.clear();
+        g.heartbeats
+            .extend_from_slice(self.gst[i * n..(i + 1) * n].as_flattened());
+        g.age_ns.clear();
+        g.age_ns
+            .extend(self.gst_sent[i * n..(i + 1) * n].iter().map(|&s| {
+                if s == u64::MAX {
+                    u64::MAX
+                } else {
+                    now - s
+                }
+            }));
+    }
+
+    /// Protocol v2: the 1-based index of node `i`'s table in `tables`, adding it when no
+    /// table there is identical (same bytes, same ages). Heartbeats reach every peer at the
+    /// same instant on the ideal network, so most origins share one table.
+    fn share_gst_table(&mut self, tables: &mut Vec<GlobalStateView>, i: usize, now: u64) -> u32 {
+        let n = self.n;
+        let bytes = self.gst[i * n..(i + 1) * n].as_flattened();
+        let sent = &self.gst_sent[i * n..(i + 1) * n];
+        let same = |t: &GlobalStateView| {
+            t.heartbeats == bytes
+                && t.age_ns
+                    .iter()
+                    .zip(sent)
+                    .all(|(&age, &s)| age == if s == u64::MAX { u64::MAX } else { now - s })
+        };
+        if let Some(k) = tables.iter().position(same) {
+            return k as u32 + 1;
+        }
+        let mut g = self.gst_pool.pop().unwrap_or_default();
+        self.fill_gst(&mut g, i, now);
+        tables.push(g);
+        tables.len() as u32
     }
 
     /// Applies the agent's answer to the waiting Step. A bad placement is refused and the

@@ -1,20 +1,17 @@
-//! How the environment reaches an agent: the [`Transport`] trait, its ZeroMQ DEALER client
-//! and an in-process implementation around a `Policy`, and the env loops that drive a
-//! [`RackSim`] through them (Hello, Steps, EpisodeEnds, Close).
+//! How the environment reaches an agent: the [`Transport`] trait and its ZeroMQ DEALER
+//! client, and the env loops that drive a [`RackSim`] through a transport (Hello, Steps,
+//! EpisodeEnds, Close). The agent side (a policy behind the session contract, over ZeroMQ or
+//! in process) lives in the agent server's crate: this crate knows only the bridge messages.
 
 use crate::metrics::Report;
 use crate::sim::{RackSim, SimEvent};
 use crate::SimError;
-use malcolm_policies::{Decision, Policy, PolicyError, PolicyFactory};
 use malcolm_proto::bridge::Envelope;
-use malcolm_proto::bridge::{
-    envelope::Body, Ack, Close, EpisodeEnd, ErrorCode, Placement, Step, Welcome,
-};
+use malcolm_proto::bridge::{envelope::Body, Close, EpisodeEnd, ErrorCode, Placement, Step};
 use malcolm_proto::codec::{
-    body_name, decode_envelope, encode_envelope, envelope, error_envelope, DecodeError,
-    DEFAULT_MAX_MESSAGE_BYTES,
+    body_name, decode_envelope, encode_envelope, envelope_v, DecodeError,
+    DEFAULT_MAX_MESSAGE_BYTES, PROTOCOL_V1, SUPPORTED_VERSIONS,
 };
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long the env waits for any reply before declaring the agent dead: generous for a
@@ -38,8 +35,6 @@ pub enum TransportError {
     },
     #[error("undecodable reply: {0}")]
     Decode(#[from] DecodeError),
-    #[error("in-process policy: {0}")]
-    Policy(#[from] PolicyError),
     #[error("request {0} has no body")]
     EmptyRequest(u64),
 }
@@ -53,17 +48,24 @@ pub trait Transport {
     fn reclaim_step(&mut self) -> Option<Step> {
         None
     }
+
+    /// The bridge protocol versions the env offers in its Hello through this transport.
+    fn versions(&self) -> &[u32] {
+        SUPPORTED_VERSIONS
+    }
 }
 
 /// ZeroMQ DEALER connected to an agent's ROUTER (`tcp://` or `ipc://`). One envelope per
 /// message, single frame; replies to earlier requests (after a timeout) are recognised by
-/// their request id and dropped.
+/// their request id and dropped. An `Error` with request id 0 (the agent could not read the
+/// request's header, or is shutting down) answers the outstanding request.
 pub struct ZmqEnvClient {
     _ctx: zmq::Context,
     socket: zmq::Socket,
     endpoint: String,
     timeout: Duration,
     max_message_bytes: usize,
+    versions: Vec<u32>,
 }
 
 impl ZmqEnvClient {
@@ -88,7 +90,14 @@ impl ZmqEnvClient {
             endpoint: endpoint.to_string(),
             timeout,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            versions: SUPPORTED_VERSIONS.to_vec(),
         })
+    }
+
+    /// Offers only `versions` in the Hello (e.g. `[1]` to speak to the agent as a v1 env).
+    pub fn with_versions(mut self, versions: &[u32]) -> Self {
+        self.versions = versions.to_vec();
+        self
     }
 
     pub fn endpoint(&self) -> &str {
@@ -145,7 +154,9 @@ impl Transport for ZmqEnvClient {
                 continue;
             };
             let reply = decode_envelope(&payload, self.max_message_bytes)?;
-            if reply.request_id != id {
+            let unmatched_error =
+                reply.request_id == 0 && matches!(reply.body, Some(Body::Error(_)));
+            if reply.request_id != id && !unmatched_error {
                 tracing::warn!(
                     expected = id,
                     got = reply.request_id,
@@ -156,115 +167,9 @@ impl Transport for ZmqEnvClient {
             return Ok(reply);
         }
     }
-}
 
-/// A policy in the same process: no sockets, same messages.
-pub struct InProcessTransport {
-    policy: Option<Box<dyn Policy>>,
-    factory: Option<Arc<dyn PolicyFactory>>,
-    name: String,
-    seed: u64,
-    decision: Decision,
-    last_step: Option<Step>,
-}
-
-impl InProcessTransport {
-    /// Wraps a ready policy.
-    pub fn new(policy: Box<dyn Policy>, name: &str) -> Self {
-        Self {
-            policy: Some(policy),
-            factory: None,
-            name: name.to_string(),
-            seed: 0,
-            decision: Decision::default(),
-            last_step: None,
-        }
-    }
-
-    /// Makes the policy from `factory` when the Hello arrives (seeded with `seed`).
-    pub fn from_factory(factory: Arc<dyn PolicyFactory>, seed: u64) -> Self {
-        Self {
-            policy: None,
-            name: factory.name().to_string(),
-            factory: Some(factory),
-            seed,
-            decision: Decision::default(),
-            last_step: None,
-        }
-    }
-
-    fn policy(&mut self) -> Result<&mut Box<dyn Policy>, PolicyError> {
-        self.policy
-            .as_mut()
-            .ok_or_else(|| PolicyError::InvalidState("no Hello yet".into()))
-    }
-}
-
-impl Transport for InProcessTransport {
-    fn request(&mut self, env: Envelope) -> Result<Envelope, TransportError> {
-        let id = env.request_id;
-        let body = env.body.ok_or(TransportError::EmptyRequest(id))?;
-        let reply = match body {
-            Body::Hello(h) => {
-                if let Some(f) = &self.factory {
-                    self.policy = Some(f.new_session(&h, self.seed)?);
-                }
-                let version = self.policy()?.version();
-                Body::Welcome(Welcome {
-                    session_id: 1,
-                    policy: self.name.clone(),
-                    policy_version: version,
-                    mode: "eval".into(),
-                    step_budget_ns: 0,
-                })
-            }
-            Body::Step(step) => {
-                let mut decision = std::mem::take(&mut self.decision);
-                let policy = self.policy()?;
-                policy.observe(&step.outcomes);
-                decision.clear();
-                let result = policy.decide(&step, &mut decision);
-                let version = policy.version();
-                if let Err(e) = result {
-                    self.decision = decision;
-                    self.last_step = Some(step);
-                    return Ok(error_envelope(
-                        id,
-                        ErrorCode::InvalidArgument,
-                        e.to_string(),
-                    ));
-                }
-                let placement = Placement {
-                    step_index: step.step_index,
-                    targets: decision.targets.clone(),
-                    policy_version: version,
-                    scores: decision.scores.clone(),
-                    hold_ns: decision.hold_ns.clone(),
-                };
-                self.decision = decision;
-                self.last_step = Some(step);
-                Body::Placement(placement)
-            }
-            Body::EpisodeEnd(end) => {
-                let policy = self.policy()?;
-                policy.observe(&end.outcomes);
-                policy.end_episode(&end);
-                Body::Ack(Ack {})
-            }
-            Body::Close(_) => Body::Ack(Ack {}),
-            other => {
-                return Ok(error_envelope(
-                    id,
-                    ErrorCode::ProtocolViolation,
-                    format!("{} is not an env request", body_name(&other)),
-                ))
-            }
-        };
-        Ok(envelope(id, reply))
-    }
-
-    fn reclaim_step(&mut self) -> Option<Step> {
-        self.last_step.take()
+    fn versions(&self) -> &[u32] {
+        &self.versions
     }
 }
 
@@ -316,15 +221,27 @@ pub fn run_env_loop(
     episodes: u64,
 ) -> Result<Report, EnvLoopError> {
     let mut next_id = 1u64;
-    let mut call = |client: &mut dyn Transport, body: Body| {
+    // The Hello and its reply are v1; the rest carries the version the Welcome chose.
+    let version;
+    let mut call = |client: &mut dyn Transport, body: Body, version: u32| {
         let id = next_id;
         next_id += 1;
-        client.request(envelope(id, body))
+        client.request(envelope_v(version, id, body))
     };
-    let hello = sim.hello(env_id);
-    match expect_reply("Hello", call(client, Body::Hello(hello))?)? {
+    let mut hello = sim.hello(env_id);
+    hello.protocol_versions = client.versions().to_vec();
+    match expect_reply("Hello", call(client, Body::Hello(hello), PROTOCOL_V1)?)? {
         Body::Welcome(w) => {
-            tracing::info!(env = env_id, policy = %w.policy, mode = %w.mode, "agent welcomed the env")
+            // 0: an agent that predates negotiation, i.e. v1.
+            version = w.protocol_version.max(PROTOCOL_V1);
+            if !client.versions().contains(&version) {
+                return Err(EnvLoopError::UnexpectedReply {
+                    request: "Hello",
+                    got: "a Welcome choosing a protocol version the env did not offer",
+                });
+            }
+            sim.set_protocol(version);
+            tracing::debug!(env = env_id, policy = %w.policy, mode = %w.mode_name, protocol = version, "agent welcomed the env")
         }
         other => {
             return Err(EnvLoopError::UnexpectedReply {
@@ -338,7 +255,7 @@ pub fn run_env_loop(
         match sim.next_event() {
             SimEvent::Step(step) => {
                 let index = step.step_index;
-                let reply = call(client, Body::Step(step))?;
+                let reply = call(client, Body::Step(step), version)?;
                 if let Some(s) = client.reclaim_step() {
                     sim.recycle(s);
                 }
@@ -363,7 +280,7 @@ pub fn run_env_loop(
             }
             SimEvent::EpisodeEnd(end) => {
                 let episode = end.episode;
-                match expect_reply("EpisodeEnd", call(client, Body::EpisodeEnd(end))?)? {
+                match expect_reply("EpisodeEnd", call(client, Body::EpisodeEnd(end), version)?)? {
                     Body::Ack(_) => {}
                     other => {
                         return Err(EnvLoopError::UnexpectedReply {
@@ -377,7 +294,7 @@ pub fn run_env_loop(
                         reason: format!("task source failed: {source}"),
                     };
                     // Best effort: the run fails with the source's error either way.
-                    let _ = call(client, Body::Close(close));
+                    let _ = call(client, Body::Close(close), version);
                     return Err(EnvLoopError::Source { episode, source });
                 }
                 done += 1;
@@ -387,7 +304,7 @@ pub fn run_env_loop(
     let close = Close {
         reason: "episodes done".into(),
     };
-    expect_reply("Close", call(client, Body::Close(close))?)?;
+    expect_reply("Close", call(client, Body::Close(close), version)?)?;
     Ok(sim.report())
 }
 
@@ -414,91 +331,108 @@ pub fn run_episode(
     }
 }
 
-/// Runs `episodes` episodes of `sim` with a policy in process (no sockets) and returns the
-/// report. The policy sees exactly what it would see over ZeroMQ.
-pub fn run_policy(
-    sim: &mut RackSim,
-    policy: Box<dyn Policy>,
-    episodes: u64,
-) -> Result<Report, EnvLoopError> {
-    let mut t = InProcessTransport::new(policy, "in-process");
-    run_env_loop(sim, &mut t, "rack-sim-inproc", episodes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use malcolm_proto::bridge::Hello;
+    use malcolm_proto::bridge::{Ack, Hello, Welcome};
 
-    /// An agent that places every task on its origin.
-    struct Local;
-    impl Policy for Local {
-        fn decide(&mut self, step: &Step, out: &mut Decision) -> Result<(), PolicyError> {
-            out.clear();
-            out.targets.extend(step.tasks.iter().map(|t| t.origin));
-            Ok(())
-        }
-    }
-
-    fn serve_one_router(
-        endpoint: String,
-        replies: usize,
-        answer: bool,
-    ) -> std::thread::JoinHandle<()> {
+    /// A minimal agent on a ROUTER: welcomes with `version` (0: as a pre-negotiation agent),
+    /// places every task on its origin, acks the rest, until Close. Returns what it saw:
+    /// (Steps with inline GSTs, Steps with GST tables).
+    fn local_agent(endpoint: String, version: u32) -> std::thread::JoinHandle<(u64, u64)> {
         let ctx = zmq::Context::new();
         let router = ctx.socket(zmq::ROUTER).unwrap();
         router.bind(&endpoint).unwrap();
         std::thread::spawn(move || {
-            let mut policy = InProcessTransport::new(Box::new(Local), "local");
-            for _ in 0..replies {
+            let (mut inline, mut tables) = (0, 0);
+            loop {
                 let mut frames = router.recv_multipart(0).unwrap();
                 let payload = frames.pop().unwrap();
                 let env = decode_envelope(&payload, DEFAULT_MAX_MESSAGE_BYTES).unwrap();
-                if !answer {
-                    continue;
-                }
-                let reply = policy.request(env).unwrap();
-                frames.push(encode_envelope(&reply));
+                let v = env.protocol_version;
+                let (body, done) = match env.body.unwrap() {
+                    Body::Hello(_) => (
+                        Body::Welcome(Welcome {
+                            protocol_version: version,
+                            ..Default::default()
+                        }),
+                        false,
+                    ),
+                    Body::Step(s) => {
+                        assert_eq!(v, version.max(1), "Steps carry the chosen version");
+                        inline += s.nodes.iter().any(|n| n.gst.is_some()) as u64;
+                        tables += !s.gst_tables.is_empty() as u64;
+                        (
+                            Body::Placement(Placement {
+                                step_index: s.step_index,
+                                targets: s.tasks.iter().map(|t| t.origin).collect(),
+                                ..Default::default()
+                            }),
+                            false,
+                        )
+                    }
+                    Body::Close(_) => (Body::Ack(Ack {}), true),
+                    _ => (Body::Ack(Ack {}), false),
+                };
+                frames.push(encode_envelope(&envelope_v(v, env.request_id, body)));
                 router.send_multipart(frames, 0).unwrap();
+                if done {
+                    return (inline, tables);
+                }
             }
-            drop(ctx);
         })
     }
 
-    #[test]
-    fn zmq_client_runs_an_episode_against_a_router() {
-        let dir = tempfile::tempdir().unwrap();
-        let endpoint = format!("ipc://{}/agent.sock", dir.path().display());
-        let mut sim = RackSim::new(
-            crate::scenario::by_name("homogeneous-4:tasks=300,warmup=0").unwrap(),
-            3,
-        )
+    fn local_report(spec: &str, seed: u64) -> String {
+        let mut sim = RackSim::new(crate::scenario::by_name(spec).unwrap(), seed).unwrap();
+        run_episode(&mut sim, &mut |st| Placement {
+            step_index: st.step_index,
+            targets: st.tasks.iter().map(|t| t.origin).collect(),
+            ..Default::default()
+        })
         .unwrap();
-        // Count the messages the run needs with the in-process transport first.
-        let mut counting = InProcessTransport::new(Box::new(Local), "local");
-        let mut reference = RackSim::new(sim.scenario().clone(), 3).unwrap();
-        let expected = run_env_loop(&mut reference, &mut counting, "ref", 1).unwrap();
-        let messages = 2 + expected.steps as usize + 1;
-        let server = serve_one_router(endpoint.clone(), messages, true);
-        let mut client = ZmqEnvClient::connect(&endpoint, Duration::from_secs(10)).unwrap();
-        let report = run_env_loop(&mut sim, &mut client, "zmq-test", 1).unwrap();
-        server.join().unwrap();
-        // Same messages, same decisions: same report.
-        assert_eq!(
-            serde_json::to_string(&report).unwrap(),
-            serde_json::to_string(&expected).unwrap()
-        );
+        serde_json::to_string(&sim.report()).unwrap()
+    }
+
+    #[test]
+    fn zmq_client_runs_an_episode_in_either_protocol_version() {
+        let spec = "homogeneous-4:tasks=300,warmup=0";
+        let expected = local_report(spec, 3);
+        let dir = tempfile::tempdir().unwrap();
+        for (k, version) in [0u32, 1, 2].into_iter().enumerate() {
+            let endpoint = format!("ipc://{}/agent-{k}.sock", dir.path().display());
+            let agent = local_agent(endpoint.clone(), version);
+            let mut sim = RackSim::new(crate::scenario::by_name(spec).unwrap(), 3).unwrap();
+            let mut client = ZmqEnvClient::connect(&endpoint, Duration::from_secs(10)).unwrap();
+            let report = run_env_loop(&mut sim, &mut client, "zmq-test", 1).unwrap();
+            let (inline, tables) = agent.join().unwrap();
+            // Same decisions, same report, whatever the GSTs' form on the wire.
+            assert_eq!(serde_json::to_string(&report).unwrap(), expected);
+            if version == 2 {
+                assert!(
+                    tables > 0 && inline == 0,
+                    "v2: tables only ({inline}, {tables})"
+                );
+            } else {
+                assert!(
+                    inline > 0 && tables == 0,
+                    "v1: inline only ({inline}, {tables})"
+                );
+            }
+        }
     }
 
     #[test]
     fn zmq_client_times_out_on_a_silent_agent() {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = format!("ipc://{}/silent.sock", dir.path().display());
-        let server = serve_one_router(endpoint.clone(), 1, false);
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.bind(&endpoint).unwrap();
         let mut client = ZmqEnvClient::connect(&endpoint, Duration::from_millis(300)).unwrap();
         let t0 = Instant::now();
         let err = client
-            .request(envelope(7, Body::Hello(Hello::default())))
+            .request(envelope_v(1, 7, Body::Hello(Hello::default())))
             .unwrap_err();
         assert!(
             matches!(err, TransportError::Timeout { request_id: 7, .. }),
@@ -506,13 +440,35 @@ mod tests {
         );
         assert!(t0.elapsed() < Duration::from_secs(5));
         assert!(err.to_string().contains("is the agent running"));
-        server.join().unwrap();
     }
 
     #[test]
-    fn in_process_refuses_agent_bodies() {
-        let mut t = InProcessTransport::new(Box::new(Local), "local");
-        let reply = t.request(envelope(1, Body::Ack(Ack {}))).unwrap();
-        assert!(matches!(reply.body, Some(Body::Error(_))));
+    fn an_error_with_request_id_zero_answers_the_outstanding_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = format!("ipc://{}/zero.sock", dir.path().display());
+        let ctx = zmq::Context::new();
+        let router = ctx.socket(zmq::ROUTER).unwrap();
+        router.bind(&endpoint).unwrap();
+        let agent = std::thread::spawn(move || {
+            let mut frames = router.recv_multipart(0).unwrap();
+            frames.pop();
+            // A stale reply to another request first (dropped), then the goodbye.
+            for (rid, code) in [(3, ErrorCode::Internal), (0, ErrorCode::Unavailable)] {
+                let mut f = frames.clone();
+                f.push(encode_envelope(&malcolm_proto::error_envelope(
+                    rid, code, "x",
+                )));
+                router.send_multipart(f, 0).unwrap();
+            }
+        });
+        let mut client = ZmqEnvClient::connect(&endpoint, Duration::from_secs(5)).unwrap();
+        let reply = client
+            .request(envelope_v(1, 9, Body::Hello(Hello::default())))
+            .unwrap();
+        match reply.body {
+            Some(Body::Error(e)) => assert_eq!(e.code, ErrorCode::Unavailable as i32),
+            other => panic!("{other:?}"),
+        }
+        agent.join().unwrap();
     }
 }

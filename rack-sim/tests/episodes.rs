@@ -190,7 +190,7 @@ fn a_failing_trace_cuts_the_episode_and_is_an_error() {
         .unwrap()
         .new_session(&sim.hello("t"), 1)
         .unwrap();
-    let err = rack_sim::run_policy(&mut sim, policy, 1).unwrap_err();
+    let err = malcolm_serve::loopback::run_policy(&mut sim, policy, 1).unwrap_err();
     assert!(
         matches!(err, rack_sim::EnvLoopError::Source { episode: 0, .. }),
         "{err}"

@@ -1,5 +1,6 @@
 //! Fixed-rule baseline policies (design.md section 7): random, round-robin, JSQ, power-of-d,
-//! slack-aware greedy and discounted-UCB offloading (TOD-N), and [`factory_by_name`].
+//! slack-aware greedy, discounted-UCB offloading (TOD-N), and JSQ on the stale heartbeat view
+//! (the staleness experiment's herd-prone JSQ), and [`factory_by_name`].
 //!
 //! They all see the same bridge `Step` as the learned agents. JSQ and power-of-d read the
 //! *fresh* queue lengths of the Step and pay for them with a probe delay (`hold_ns`); the
@@ -11,6 +12,7 @@ mod power_of_d;
 mod random;
 mod round_robin;
 mod slack_greedy;
+mod stale_jsq;
 mod tod_n;
 
 pub use jsq::Jsq;
@@ -18,6 +20,7 @@ pub use power_of_d::{sample_distinct, PowerOfD};
 pub use random::RandomPolicy;
 pub use round_robin::RoundRobin;
 pub use slack_greedy::SlackGreedy;
+pub use stale_jsq::StaleJsq;
 pub use tod_n::TodN;
 
 use crate::{Policy, PolicyError, PolicyFactory};
@@ -36,6 +39,7 @@ pub const NAMES: &[&str] = &[
     "po2",
     "slack-greedy",
     "tod-n",
+    "jsq-stale",
 ];
 
 /// One-way propagation when the Hello does not say (design.md section 9: base RTT 5 us).
@@ -169,29 +173,6 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, PolicyError> {
     }
 }
 
-/// Checks a Step against the rack of the Hello: node count and task origins.
-pub(crate) fn check_step(step: &Step, nodes: usize) -> Result<(), PolicyError> {
-    if step.nodes.len() != nodes {
-        return Err(PolicyError::InvalidState(format!(
-            "step has {} node states, the rack has {nodes} nodes",
-            step.nodes.len()
-        )));
-    }
-    if let Some(t) = step.tasks.iter().find(|t| t.origin as usize >= nodes) {
-        return Err(PolicyError::InvalidState(format!(
-            "task {} has origin {} outside the rack of {nodes}",
-            t.task_id, t.origin
-        )));
-    }
-    if let Some(l) = step.links.iter().find(|l| l.node_id as usize >= nodes) {
-        return Err(PolicyError::InvalidState(format!(
-            "link {} names node {} outside the rack of {nodes}",
-            l.link_id, l.node_id
-        )));
-    }
-    Ok(())
-}
-
 /// Fresh tasks-in-system of every node, from the Step's node states.
 pub(crate) fn fresh_queue_lengths(step: &Step, out: &mut Vec<u64>) {
     out.clear();
@@ -220,6 +201,7 @@ enum Kind {
     PowerOfD,
     SlackGreedy,
     TodN,
+    StaleJsq,
 }
 
 /// Factory of one baseline; sessions share nothing.
@@ -234,6 +216,10 @@ const PROBE_KEYS: &[&str] = &["probe_cost", "t_prop_ns", "t_ser_ns", "t_proc_ns"
 impl PolicyFactory for BaselineFactory {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn decides_inline(&self) -> bool {
+        true
     }
 
     fn new_session(&self, hello: &Hello, seed: u64) -> Result<Box<dyn Policy>, PolicyError> {
@@ -286,12 +272,13 @@ impl PolicyFactory for BaselineFactory {
                 }
                 Box::new(t)
             }
+            Kind::StaleJsq => Box::new(StaleJsq::new(hello, seed)),
         })
     }
 }
 
 /// A baseline by name (`random`, `round-robin`, `jsq`, `power-of-d` / `po2`, `slack-greedy`,
-/// `tod-n`) with its parameters: JSQ and power-of-d take the probe keys `probe_cost`,
+/// `tod-n`, `jsq-stale`) with its parameters: JSQ and power-of-d take the probe keys `probe_cost`,
 /// `t_prop_ns`, `t_ser_ns`, `t_proc_ns`, power-of-d also `d`; TOD-N takes `gamma` (discount)
 /// and `zeta` (exploration). Unknown names or keys are errors.
 pub fn factory_by_name(name: &str, params: &Params) -> Result<Box<dyn PolicyFactory>, PolicyError> {
@@ -306,6 +293,7 @@ pub fn factory_by_name(name: &str, params: &Params) -> Result<Box<dyn PolicyFact
         }
         "slack-greedy" => (Kind::SlackGreedy, vec!["local_margin_us", "sample"]),
         "tod-n" => (Kind::TodN, vec!["gamma", "zeta"]),
+        "jsq-stale" => (Kind::StaleJsq, vec![]),
         other => return Err(PolicyError::UnknownPolicy(other.to_string())),
     };
     known_keys(params, &keys, name)?;

@@ -3,7 +3,6 @@
 //! 0 for a miss or a drop), with no view of the nodes' state. The discount gamma forgets old
 //! evidence so the choice tracks a changing rack.
 
-use super::check_step;
 use crate::{Decision, Policy, PolicyError};
 use malcolm_proto::bridge::{Hello, OutcomeKind, Step, TaskOutcome};
 
@@ -68,7 +67,6 @@ impl TodN {
 
 impl Policy for TodN {
     fn decide(&mut self, step: &Step, out: &mut Decision) -> Result<(), PolicyError> {
-        check_step(step, self.n)?;
         out.clear();
         for t in &step.tasks {
             let o = t.origin as usize;

@@ -70,7 +70,10 @@ def welcome_reply(request_id: int, session_id: int, policy: str, policy_version:
     w.session_id = session_id
     w.policy = policy
     w.policy_version = policy_version
-    w.mode = mode
+    # The mode by name (what v1 readers look at) and as the enum; the version this agent chose.
+    w.mode_name = mode
+    w.mode = pb.Mode.Value("MODE_" + mode.upper())
+    w.protocol_version = PROTOCOL_VERSION
     return env.SerializeToString()
 
 
@@ -117,6 +120,12 @@ def validate_hello(h: pb.Hello) -> None:
                 f"node {i}: cores {node.cores} speed {node.speed} (need cores >= 1, speed > 0)",
                 h.env_id,
             )
+    if h.protocol_versions and PROTOCOL_VERSION not in h.protocol_versions:
+        raise ProtocolError(
+            "VERSION_MISMATCH",
+            f"the env speaks protocol versions {list(h.protocol_versions)}, this agent {PROTOCOL_VERSION}",
+            h.env_id,
+        )
     if not h.HasField("sth"):
         raise ProtocolError("INVALID_ARGUMENT", "Hello without an STH config", h.env_id)
     got = (h.sth.buckets, h.sth.fine_width_us, h.sth.critical_us)

@@ -5,11 +5,11 @@
 use malcolm_policies::baselines::{factory_by_name, Params};
 use malcolm_policies::{Decision, Policy, PolicyError};
 use malcolm_proto::bridge::{Step, TaskOutcome};
+use malcolm_serve::loopback::Loopback;
 use rack_sim::scenario::{DecisionConfig, EpisodeLimits, NetworkModel};
 use rack_sim::workload::PoissonSource;
 use rack_sim::{
-    run_env_loop, DeadlineRule, Discipline, InProcessTransport, Load, NodeSpec, RackSim, Report,
-    Scenario, ServiceLaw,
+    run_env_loop, DeadlineRule, Discipline, Load, NodeSpec, RackSim, Report, Scenario, ServiceLaw,
 };
 use std::sync::{Arc, Mutex};
 
@@ -60,7 +60,7 @@ pub fn run_baseline(
         .collect();
     let factory = factory_by_name(policy, &params).expect("baseline");
     let mut sim = RackSim::new(scenario, seed).expect("scenario");
-    let mut t = InProcessTransport::from_factory(Arc::from(factory), seed);
+    let mut t = Loopback::new(Arc::from(factory), seed);
     run_env_loop(&mut sim, &mut t, "test", 1).expect("run")
 }
 
@@ -91,7 +91,7 @@ pub fn run_recording(
         outcomes: outcomes.clone(),
     };
     let mut sim = RackSim::new(scenario, 0).expect("scenario");
-    let mut t = InProcessTransport::new(Box::new(rec), "recording");
+    let mut t = Loopback::with_policy(Box::new(rec), "recording");
     let report = run_env_loop(&mut sim, &mut t, "test", 1).expect("run");
     let v = outcomes.lock().unwrap().clone();
     (report, v)
@@ -177,7 +177,7 @@ pub fn run_samples(scenario: Scenario, seed: u64) -> Samples {
         estimates: estimates.clone(),
         done: done.clone(),
     };
-    let mut t = InProcessTransport::new(Box::new(p), "samples");
+    let mut t = Loopback::with_policy(Box::new(p), "samples");
     run_env_loop(&mut sim, &mut t, "test", 1).expect("run");
     let est = estimates.lock().unwrap();
     let mut done = std::mem::take(&mut *done.lock().unwrap());
@@ -218,7 +218,7 @@ pub fn run_outcomes(
         inner: Boxed(inner),
         outcomes: outcomes.clone(),
     };
-    let mut t = InProcessTransport::new(Box::new(rec), "outcomes");
+    let mut t = Loopback::with_policy(Box::new(rec), "outcomes");
     run_env_loop(&mut sim, &mut t, "test", 1).expect("run");
     let v = std::mem::take(&mut *outcomes.lock().unwrap());
     v
