@@ -1,42 +1,24 @@
 //! The gRPC control plane against a running server with a real learner and real envs over
 //! ZeroMQ: status, mode switch, checkpoint save/load, policy switch, health, metrics stream.
 
-use malcolm_agents::AgentsConfig;
+mod common;
+
+use common::{bind_loopback_tcp, small_learner_shared};
 use malcolm_proto::bridge::Mode;
 use malcolm_proto::control::agent_control_client::AgentControlClient;
 use malcolm_proto::control::*;
-use malcolm_serve::bridge::{BridgeConfig, Shutdown};
+use malcolm_serve::bridge::Shutdown;
 use malcolm_serve::server::{self, ServeOptions};
-use malcolm_serve::shared::Shared;
 use rack_sim::{run_env_loop, RackSim, ZmqEnvClient};
 use std::time::Duration;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-fn small_agents() -> AgentsConfig {
-    let mut a = AgentsConfig::default();
-    a.iqn.learn_start = 256;
-    a.iqn.batch = 64;
-    a
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_plane_steers_a_server_while_envs_run() {
-    let shared = Shared::new(
-        "malcolm-strict",
-        malcolm_serve::registry::maker(small_agents()),
-    )
-    .unwrap();
+    let shared = small_learner_shared("malcolm-strict");
     let ctx = zmq::Context::new();
-    let bridge = server::bind(
-        &ctx,
-        BridgeConfig {
-            endpoints: vec!["tcp://127.0.0.1:*".into()],
-            workers: 2,
-            ..BridgeConfig::default()
-        },
-    )
-    .unwrap();
+    let bridge = bind_loopback_tcp(&ctx, 2);
     let endpoint = bridge.endpoints()[0].clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

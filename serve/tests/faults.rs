@@ -8,7 +8,6 @@
 mod common;
 
 use common::*;
-use malcolm_agents::AgentsConfig;
 use malcolm_policies::{Decision, Mode, Policy, PolicyError, PolicyFactory};
 use malcolm_proto::bridge::{envelope::Body, *};
 use malcolm_proto::codec::{decode_envelope, encode_envelope};
@@ -386,16 +385,9 @@ fn shutdown_says_goodbye_to_the_envs_and_removes_the_ipc_file() {
     assert_eq!(Counters::get(&shared.counters.envs_connected), 0);
 }
 
-fn small_agents() -> AgentsConfig {
-    let mut a = AgentsConfig::default();
-    a.iqn.learn_start = 256;
-    a.iqn.batch = 64;
-    a
-}
-
 #[test]
 fn malcolm_in_frozen_mode_serves_from_its_weights() {
-    let shared = Shared::new("malcolm", malcolm_serve::registry::maker(small_agents())).unwrap();
+    let shared = small_learner_shared("malcolm");
     shared.set_mode(Mode::Frozen);
     let srv = start_with(shared, SessionConfig::default(), 1 << 20);
     let mut env = RawEnv::connect(&srv.ctx, &srv.endpoint);
@@ -412,7 +404,7 @@ fn malcolm_in_frozen_mode_serves_from_its_weights() {
 
 #[test]
 fn a_learner_that_cannot_serve_a_rack_refuses_at_hello_and_running_sessions_keep_theirs() {
-    let shared = Shared::new("po2", malcolm_serve::registry::maker(small_agents())).unwrap();
+    let shared = small_learner_shared("po2");
     let srv = start_with(shared.clone(), SessionConfig::default(), 1 << 20);
     let mut eight = RawEnv::connect(&srv.ctx, &srv.endpoint);
     eight.request(Body::Hello(hello(8, "eight")));
@@ -446,21 +438,9 @@ fn a_failed_final_save_is_an_error() {
         .enable_all()
         .build()
         .unwrap();
-    let shared = Shared::new(
-        "malcolm-strict",
-        malcolm_serve::registry::maker(small_agents()),
-    )
-    .unwrap();
+    let shared = small_learner_shared("malcolm-strict");
     let ctx = zmq::Context::new();
-    let bridge = server::bind(
-        &ctx,
-        BridgeConfig {
-            endpoints: vec!["tcp://127.0.0.1:*".into()],
-            workers: 1,
-            ..BridgeConfig::default()
-        },
-    )
-    .unwrap();
+    let bridge = bind_loopback_tcp(&ctx, 1);
     let endpoint = bridge.endpoints()[0].clone();
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))

@@ -36,14 +36,10 @@ pub(super) fn cvar(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
     )?;
     let runs = evaluate_points(ctx, size, &points, &learners)?;
     let rows = finish(out, &points, &runs)?;
-    let first_seed: Vec<(String, &Report)> = runs
-        .iter()
-        .map(|r| (r.row.label.clone(), &r.report))
-        .collect();
-    results::latency_cdf_plot(
+    runs_latency_cdf(
         &out.join("latency_cdf.png"),
         &format!("Latency CDF by CVaR alpha, hetero rack (seed {EVAL_SEED_BASE})"),
-        &first_seed,
+        &runs,
     )?;
     let refs: Vec<(String, &Trained)> = trained.iter().map(|(l, t)| (l.clone(), t)).collect();
     curves_plot(

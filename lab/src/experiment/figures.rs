@@ -216,6 +216,38 @@ pub(super) fn curves_plot(path: &Path, title: &str, learners: &[(String, &Traine
     Ok(())
 }
 
+/// Latency CDF of every run's report, labelled by its policy (the held-out seeds' figure of
+/// hetero, microburst and cvar).
+pub(super) fn runs_latency_cdf(path: &Path, title: &str, runs: &[Run]) -> Result<()> {
+    let reports: Vec<(String, &Report)> = runs
+        .iter()
+        .map(|r| (r.row.label.clone(), &r.report))
+        .collect();
+    results::latency_cdf_plot(path, title, &reports)?;
+    Ok(())
+}
+
+/// [`margin_plot`] of each point's margin histogram pooled over its seeds.
+pub(super) fn pooled_margin_plot(
+    path: &Path,
+    title: &str,
+    points: &[Point],
+    runs: &[Run],
+) -> Result<()> {
+    let hists: Vec<(String, MarginHist)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut h = MarginHist::new();
+            for r in runs.iter().filter(|r| r.point == i) {
+                h.merge(&r.margin);
+            }
+            (p.label.clone(), h)
+        })
+        .collect();
+    margin_plot(path, title, &hists, points)
+}
+
 /// CDF of latency / relative deadline per label (pooled over seeds).
 pub(super) fn margin_plot(
     path: &Path,

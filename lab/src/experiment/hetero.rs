@@ -42,14 +42,10 @@ pub(super) fn hetero(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
     // The classic summary (results::SummaryRow) so job::ratios applies.
     let eval_rows: Vec<EvalRow> = runs.iter().map(|r| r.row.clone()).collect();
     let summary: Vec<SummaryRow> = results::summarise(&eval_rows);
-    let first_seed: Vec<(String, &Report)> = runs
-        .iter()
-        .map(|r| (r.row.label.clone(), &r.report))
-        .collect();
-    results::latency_cdf_plot(
+    runs_latency_cdf(
         &out.join("latency_cdf.png"),
         &format!("Latency CDF, hetero rack (held-out seed {EVAL_SEED_BASE})"),
-        &first_seed,
+        &runs,
     )?;
     curves_plot(
         &out.join("learning_curves.png"),
@@ -59,22 +55,11 @@ pub(super) fn hetero(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> {
             ("Malcolm".to_string(), &mal),
         ],
     )?;
-    let hists: Vec<(String, MarginHist)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut h = MarginHist::new();
-            for r in runs.iter().filter(|r| r.point == i) {
-                h.merge(&r.margin);
-            }
-            (p.label.clone(), h)
-        })
-        .collect();
-    margin_plot(
+    pooled_margin_plot(
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, hetero rack (pooled seeds)",
-        &hists,
         &points,
+        &runs,
     )?;
     let mut md = header(
         "hetero",

@@ -92,31 +92,16 @@ pub(super) fn microburst(ctx: &Ctx, size: &Size, out: &Path) -> Result<Outcome> 
     )?;
     let runs = evaluate_points(ctx, size, &points, &learners)?;
     let rows = finish(out, &points, &runs)?;
-    let first_seed: Vec<(String, &Report)> = runs
-        .iter()
-        .map(|r| (r.row.label.clone(), &r.report))
-        .collect();
-    results::latency_cdf_plot(
+    runs_latency_cdf(
         &out.join("latency_cdf.png"),
         &format!("Latency CDF, microburst rack (held-out seed {EVAL_SEED_BASE})"),
-        &first_seed,
+        &runs,
     )?;
-    let hists: Vec<(String, MarginHist)> = points
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut h = MarginHist::new();
-            for r in runs.iter().filter(|r| r.point == i) {
-                h.merge(&r.margin);
-            }
-            (p.label.clone(), h)
-        })
-        .collect();
-    margin_plot(
+    pooled_margin_plot(
         &out.join("margin_cdf.png"),
         "Latency / relative deadline, microburst rack (all classes, pooled seeds)",
-        &hists,
         &points,
+        &runs,
     )?;
     let mut md = header(
         "microburst",

@@ -53,6 +53,28 @@ impl PolicyFactory for LocalFactory {
     }
 }
 
+/// A learner's server state ("malcolm-strict", "malcolm") with a replay small enough that it
+/// starts updating within a test.
+pub fn small_learner_shared(policy: &str) -> Arc<Shared> {
+    let mut agents = malcolm_agents::AgentsConfig::default();
+    agents.iqn.learn_start = 256;
+    agents.iqn.batch = 64;
+    Shared::new(policy, malcolm_serve::registry::maker(agents)).unwrap()
+}
+
+/// A bridge with `workers` workers on a free loopback TCP port.
+pub fn bind_loopback_tcp(ctx: &zmq::Context, workers: usize) -> Bridge {
+    malcolm_serve::server::bind(
+        ctx,
+        BridgeConfig {
+            endpoints: vec!["tcp://127.0.0.1:*".into()],
+            workers,
+            ..BridgeConfig::default()
+        },
+    )
+    .unwrap()
+}
+
 pub fn test_shared() -> Arc<Shared> {
     Shared::new(
         "shortest-queue",
