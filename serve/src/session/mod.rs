@@ -11,14 +11,19 @@
 use crate::shared::{Counters, Shared};
 use malcolm_policies::{Decision, Policy, PolicyError, PolicyFactory};
 use malcolm_proto::bridge::{
-    envelope::Body, Ack, EpisodeEnd, ErrorCode, GlobalStateView, Hello, OutcomeKind, Placement,
-    Step, TaskOutcome, Welcome,
+    envelope::Body, Ack, EpisodeEnd, ErrorCode, Hello, OutcomeKind, Placement, Step, TaskOutcome,
+    Welcome,
 };
 use malcolm_proto::codec::{self, PROTOCOL_V1, PROTOCOL_V2, SUPPORTED_VERSIONS};
-use malcolm_proto::columns::{self, ColumnsError};
-use malcolm_proto::{heartbeat::HEARTBEAT_LEN, sth_config, Envelope, STH_BUCKETS};
+use malcolm_proto::Envelope;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+mod validate;
+mod warn;
+
+use validate::{expand_v2, validate_outcome_nodes};
+pub use validate::{validate_hello, validate_step};
+pub use warn::WarnLimiter;
 
 /// Largest rack the protocol can address (the heartbeat's node id is a u8).
 pub const MAX_NODES: usize = 256;
@@ -30,10 +35,6 @@ pub const DEFAULT_MAX_TASKS_PER_STEP: usize = 4096;
 pub const DEFAULT_MAX_PENDING_DECISIONS: u64 = 65_536;
 /// Open sessions per server: with the per-session bounds, a bound on the whole.
 pub const DEFAULT_MAX_SESSIONS: u64 = 1024;
-/// Refusals logged at WARN per session and window; the rest are counted and summarised.
-const WARN_BURST: u32 = 5;
-/// The window of [`WARN_BURST`].
-const WARN_WINDOW: Duration = Duration::from_secs(10);
 
 /// A refusal, sent back as an `Error` envelope; the session stays usable.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -78,42 +79,6 @@ impl Default for SessionConfig {
             announce: true,
             seed: None,
             unique_env_ids: true,
-        }
-    }
-}
-
-/// Rate limit for WARN lines about bad input from one source: a burst per window, then one
-/// line with the count of what was suppressed.
-#[derive(Debug)]
-pub struct WarnLimiter {
-    window_start: Instant,
-    in_window: u32,
-    suppressed: u64,
-}
-
-impl Default for WarnLimiter {
-    fn default() -> Self {
-        Self {
-            window_start: Instant::now(),
-            in_window: 0,
-            suppressed: 0,
-        }
-    }
-}
-
-impl WarnLimiter {
-    /// `Some(suppressed since the last line)` when this one may be logged.
-    pub fn allow(&mut self) -> Option<u64> {
-        if self.window_start.elapsed() >= WARN_WINDOW {
-            self.window_start = Instant::now();
-            self.in_window = 0;
-        }
-        if self.in_window < WARN_BURST {
-            self.in_window += 1;
-            Some(std::mem::take(&mut self.suppressed))
-        } else {
-            self.suppressed += 1;
-            None
         }
     }
 }
@@ -661,227 +626,6 @@ fn record_outcomes(shared: &Shared, outcomes: &[TaskOutcome]) {
         .count();
     Counters::add(&shared.counters.outcomes, outcomes.len() as u64);
     Counters::add(&shared.counters.outcomes_missed, missed as u64);
-}
-
-/// Checks a Hello: env id, rack size, node ids in order, sane node specs, an STH we can read.
-pub fn validate_hello(h: &Hello) -> Result<(), Refusal> {
-    if h.env_id.is_empty() {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            "Hello without an env_id",
-        ));
-    }
-    let n = h.nodes.len();
-    if n == 0 || n > MAX_NODES {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            format!("rack of {n} nodes; the protocol supports 1..={MAX_NODES}"),
-        ));
-    }
-    for (i, node) in h.nodes.iter().enumerate() {
-        if node.node_id as usize != i {
-            return Err(refuse(
-                ErrorCode::InvalidNodeId,
-                format!("nodes[{i}] has node_id {} (must be {i})", node.node_id),
-            ));
-        }
-        if node.cores == 0 || !(node.speed.is_finite() && node.speed > 0.0) {
-            return Err(refuse(
-                ErrorCode::InvalidArgument,
-                format!(
-                    "node {i}: cores {} speed {} (need cores >= 1, speed > 0)",
-                    node.cores, node.speed
-                ),
-            ));
-        }
-    }
-    match &h.sth {
-        Some(cfg) if *cfg == sth_config() => Ok(()),
-        Some(cfg) => Err(refuse(
-            ErrorCode::InvalidArgument,
-            format!(
-                "STH config {cfg:?} is not the one this agent reads ({:?})",
-                sth_config()
-            ),
-        )),
-        None => Err(refuse(
-            ErrorCode::InvalidArgument,
-            "Hello without an STH config",
-        )),
-    }
-}
-
-/// Checks a Step of protocol `version` against a rack of `n`: node states and their ids,
-/// STH shapes, heartbeat ids, GSTs (shape, the version's form, the ids of their entries),
-/// link and task and outcome node ids, and the task limit.
-pub fn validate_step(step: &Step, n: usize, version: u32, max_tasks: usize) -> Result<(), Refusal> {
-    if step.nodes.len() != n {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            format!(
-                "Step has {} node states for a rack of {n}",
-                step.nodes.len()
-            ),
-        ));
-    }
-    if step.tasks.len() > max_tasks {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{} pending tasks in one Step (limit {max_tasks})",
-                step.tasks.len()
-            ),
-        ));
-    }
-    if version < PROTOCOL_V2 && (!step.gst_tables.is_empty() || step.node_columns.is_some()) {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            "Step.gst_tables and Step.node_columns are protocol v2 fields; this session speaks v1",
-        ));
-    }
-    for (t, table) in step.gst_tables.iter().enumerate() {
-        validate_gst(table, n, &format!("gst_tables[{t}]"))?;
-    }
-    for (i, ns) in step.nodes.iter().enumerate() {
-        if ns.node_id as usize != i {
-            return Err(refuse(
-                ErrorCode::InvalidNodeId,
-                format!("nodes[{i}] has node_id {} (must be {i} of {n})", ns.node_id),
-            ));
-        }
-        if let Some(sth) = &ns.sth {
-            if sth.buckets.len() != STH_BUCKETS {
-                return Err(refuse(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "node {i}: STH with {} buckets (need {STH_BUCKETS})",
-                        sth.buckets.len()
-                    ),
-                ));
-            }
-        }
-        if let Some(hb) = &ns.heartbeat {
-            if hb.node_id as usize != i {
-                return Err(refuse(
-                    ErrorCode::InvalidNodeId,
-                    format!("node {i}: heartbeat fields name node {}", hb.node_id),
-                ));
-            }
-        }
-        if let Some(g) = &ns.gst {
-            if version >= PROTOCOL_V2 {
-                return Err(refuse(
-                    ErrorCode::InvalidArgument,
-                    format!("node {i}: an inline GST in a v2 Step (v2 uses Step.gst_tables)"),
-                ));
-            }
-            validate_gst(g, n, &format!("node {i}: GST"))?;
-        }
-        if let Some(cols) = &step.node_columns {
-            let t = columns::gst_table(cols, i);
-            if t > step.gst_tables.len() {
-                return Err(refuse(
-                    ErrorCode::InvalidArgument,
-                    format!(
-                        "node {i}: gst_table {t} names a table the Step does not have ({} tables)",
-                        step.gst_tables.len()
-                    ),
-                ));
-            }
-        }
-    }
-    if let Some(l) = step.links.iter().find(|l| l.node_id as usize >= n) {
-        return Err(refuse(
-            ErrorCode::InvalidNodeId,
-            format!(
-                "link {} names node {} in a rack of {n}",
-                l.link_id, l.node_id
-            ),
-        ));
-    }
-    if let Some(t) = step.tasks.iter().find(|t| t.origin as usize >= n) {
-        return Err(refuse(
-            ErrorCode::InvalidNodeId,
-            format!(
-                "task {} has origin {} in a rack of {n}",
-                t.task_id, t.origin
-            ),
-        ));
-    }
-    validate_outcome_nodes(&step.outcomes, n)
-}
-
-/// A v2 Step: its node columns (checked) expanded into `nodes`, reusing `spare`.
-fn expand_v2(
-    step: &mut Step,
-    n: usize,
-    spare: &mut Vec<malcolm_proto::bridge::NodeState>,
-) -> Result<(), Refusal> {
-    if !step.nodes.is_empty() {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            "a v2 Step carries node state in node_columns, not nodes",
-        ));
-    }
-    let Some(cols) = &step.node_columns else {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            "a v2 Step without node_columns",
-        ));
-    };
-    step.nodes = std::mem::take(spare);
-    columns::expand(cols, n, &mut step.nodes).map_err(|e| {
-        let code = match e {
-            ColumnsError::HeartbeatNode { .. } => ErrorCode::InvalidNodeId,
-            ColumnsError::Length { .. } => ErrorCode::InvalidArgument,
-        };
-        refuse(code, e.to_string())
-    })
-}
-
-/// A GST's shape (N heartbeats, N ages) and the sender id of every entry it holds.
-fn validate_gst(g: &GlobalStateView, n: usize, what: &str) -> Result<(), Refusal> {
-    if g.heartbeats.len() != n * HEARTBEAT_LEN || g.age_ns.len() != n {
-        return Err(refuse(
-            ErrorCode::InvalidArgument,
-            format!(
-                "{what} of {} bytes and {} ages (need {} and {n})",
-                g.heartbeats.len(),
-                g.age_ns.len(),
-                n * HEARTBEAT_LEN
-            ),
-        ));
-    }
-    // Entry j holds node j's last heartbeat, whose first byte is its sender id.
-    let wrong = g
-        .age_ns
-        .iter()
-        .zip(g.heartbeats.chunks_exact(HEARTBEAT_LEN))
-        .enumerate()
-        .find(|&(j, (&age, hb))| age != u64::MAX && hb[0] as usize != j);
-    match wrong {
-        Some((j, (_, hb))) => Err(refuse(
-            ErrorCode::InvalidNodeId,
-            format!("{what}: entry {j} holds a heartbeat from node {}", hb[0]),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn validate_outcome_nodes(outcomes: &[TaskOutcome], n: usize) -> Result<(), Refusal> {
-    match outcomes
-        .iter()
-        .find(|o| o.node_id as usize >= n || o.origin as usize >= n)
-    {
-        Some(o) => Err(refuse(
-            ErrorCode::InvalidNodeId,
-            format!(
-                "outcome of task {} names node {} / origin {} in a rack of {n}",
-                o.task_id, o.node_id, o.origin
-            ),
-        )),
-        None => Ok(()),
-    }
 }
 
 /// A factory that hands out one ready-made policy to the first session that asks (in-process
