@@ -44,7 +44,7 @@ add_custom_command(
   COMMENT "opp_msgc: frames.msg")
 
 add_library(malcolm_omnetpp SHARED
-  modules/EdfScheduler.cc modules/MalcolmApp.cc modules/RoCEv2Nic.cc modules/TorSwitch.cc
+  modules/EdfScheduler.cc modules/MalcolmApp.cc modules/TaskSource.cc modules/RoCEv2Nic.cc modules/TorSwitch.cc
   modules/IncastChannel.cc modules/BridgeCoordinator.cc "${MSG_GEN_DIR}/frames_m.cc")
 target_include_directories(malcolm_omnetpp PRIVATE "${OMNETPP_ROOT}/include" "${CMAKE_CURRENT_SOURCE_DIR}/modules" "${MSG_GEN_DIR}")
 target_link_libraries(malcolm_omnetpp PRIVATE malcolm_core "${OPP_SIM_LIB}")

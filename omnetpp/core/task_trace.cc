@@ -84,4 +84,17 @@ std::vector<TraceTask> readTaskTrace(std::istream& in, const std::string& name)
     return tasks;
 }
 
+std::map<uint32_t, double> traceClassMeansNs(const std::vector<TraceTask>& tasks)
+{
+    std::map<uint32_t, std::pair<double, uint64_t>> sums;  // per class: service sum, count
+    for (const TraceTask& t : tasks) {
+        sums[t.taskClass].first += double(t.serviceNs);
+        sums[t.taskClass].second++;
+    }
+    std::map<uint32_t, double> means;
+    for (const auto& [c, s] : sums)
+        means[c] = s.first / double(s.second);
+    return means;
+}
+
 }  // namespace malcolm

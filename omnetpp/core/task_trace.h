@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <istream>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,5 +32,9 @@ class TraceFormatError : public std::runtime_error
 
 // Reads every task (of every origin), sorted by arrival (stable). `name` labels errors.
 std::vector<TraceTask> readTaskTrace(std::istream& in, const std::string& name);
+
+// Mean true service (ns) of each task class of a trace, summed in the trace's order: the
+// class means of class-mean estimates for replayed tasks (as rack-sim).
+std::map<uint32_t, double> traceClassMeansNs(const std::vector<TraceTask>& tasks);
 
 }  // namespace malcolm

@@ -104,17 +104,7 @@ void EdfScheduler::handleMessage(cMessage *msg)
     }
     else {
         auto *tm = check_and_cast<TaskMessage *>(msg);
-        Task t;
-        t.id = tm->getTaskId();
-        t.origin = tm->getOrigin();
-        t.sizeBytes = tm->getSizeBytes();
-        t.arrivalNs = tm->getArrivalNs();
-        t.deadlineNs = tm->getDeadlineNs();
-        t.serviceRefNs = tm->getServiceNs();
-        t.estimateNs = tm->getEstimateNs();
-        t.taskClass = tm->getTaskClass();
-        t.decidedAtStep = tm->getDecidedAtStep();
-        t.decidedInEpisode = tm->getDecidedInEpisode();
+        Task t = tm->getTask();
         delete msg;
         model_->arrive(t);
     }

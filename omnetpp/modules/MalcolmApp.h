@@ -1,16 +1,20 @@
-// The application of one server (see MalcolmApp.ned): workload, heartbeats/GST, dispatch.
+// The application of one server (see MalcolmApp.ned). The glue of its jobs: the tasks the
+// node originates (TaskSource), its heartbeats and Global State Table (core/gst.h), bulk
+// background writes (core/bulk_traffic.h), the golden-heartbeat harness
+// (core/golden_heartbeats.h), and the dispatch of placed tasks to their target.
 #pragma once
 
-#include <map>
 #include <string>
 #include <vector>
 
 #include <omnetpp.h>
 
+#include "TaskSource.h"
+#include "bulk_traffic.h"
+#include "golden_heartbeats.h"
+#include "gst.h"
 #include "heartbeat.h"
 #include "task.h"
-#include "task_trace.h"
-#include "workload.h"
 
 namespace malcolm {
 
@@ -46,44 +50,29 @@ class MalcolmApp : public cSimpleModule
     void finish() override;
 
   private:
-    void readServiceLaw();
-    void readServiceEstimate();
-    // The estimate of a task of `taskClass` with true service `serviceNs` (own RNG stream).
-    uint64_t estimateOf(uint32_t taskClass, uint64_t serviceNs);
-    void loadTrace(const std::string& path);
-    void scheduleNextArrival();
-    void generateTask(uint64_t serviceNs, uint64_t estimateNs, uint64_t deadlineNs, uint32_t sizeBytes,
-                      uint32_t taskClass);
+    void readGoldenHeartbeats(simtime_t start);
+    // Gives a task made by the source an id and the arrival time now, and submits it.
+    void originate(const NewTask& spec);
     void sendHeartbeats();
     void sendBulk();
     void sendGoldenVectors();
+    RoceFrame *heartbeatFrame(const char *name, int dst, const HeartbeatBytes& bytes) const;
     void receiveWrite(RoceFrame *frame);
-    void sendToScheduler(const Task& task, uint32_t target);
+    void receiveHeartbeat(RoceFrame *frame);
+    void sendToScheduler(const Task& task);
 
     int nodeId_ = 0, numNodes_ = 0;
     uint64_t nextTaskSeq_ = 0;
-    ServiceLaw law_;
-    ServiceEstimate estimate_;
-    // Mean true service per class, ns (class-mean estimates): the law's mean for class 0, the
-    // micro-burst service for class 1, a trace's own per-class means for replayed tasks.
-    std::map<uint32_t, double> classMeanNs_;
-    double deadlineFactor_ = 3;
-    double arrivalRatePerS_ = 0;  // this node's Poisson rate
-    simtime_t stopTime_;
-    std::vector<TraceTask> trace_;  // this node's tasks of the trace
-    size_t traceNext_ = 0;
-    bool useTrace_ = false;
+    TaskSource tasks_;
     int dataPriority_ = 3, hbPriority_ = 6;
     simtime_t heartbeatInterval_;
-    int bulkTarget_ = -1, bulkCount_ = -1, bulkSent_ = 0;
-    uint32_t bulkBytes_ = 0;
-    simtime_t bulkInterval_, microburstPeriod_;
-    uint64_t microburstServiceNs_ = 0, microburstDeadlineNs_ = 0;
-    int microburstSize_ = 0;
-    std::vector<HeartbeatBytes> gst_;
-    std::vector<simtime_t> gstReceivedAt_;
-    // Golden heartbeat check (receiver side).
-    std::vector<std::string> goldenHex_;
+    GlobalStateTable gst_;
+    BulkTraffic bulk_;
+    simtime_t bulkInterval_;
+    int bulkSent_ = 0;
+    // Golden heartbeat check: node 0 sends every row, node 1 compares what arrives.
+    bool golden_ = false;
+    std::vector<GoldenHeartbeat> goldenRows_;
     long goldenMatched_ = 0, goldenMismatched_ = 0;
 
     cMessage *arrivalTimer_ = nullptr, *heartbeatTimer_ = nullptr, *microburstTimer_ = nullptr, *bulkTimer_ = nullptr,

@@ -2,27 +2,16 @@
 // (proto/tests/golden.rs) reads them.
 #include <gtest/gtest.h>
 
-#include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "csv.h"
+#include "golden_heartbeats.h"
 #include "heartbeat.h"
 #include "sth.h"
 #include "workload.h"
 
 using namespace malcolm;
-
-namespace {
-std::string hex(const HeartbeatBytes& b)
-{
-    std::string s;
-    char buf[3];
-    for (uint8_t x : b) {
-        std::snprintf(buf, sizeof buf, "%02x", x);
-        s += buf;
-    }
-    return s;
-}
-}  // namespace
 
 TEST(GoldenVectors, SlackToBucket)
 {
@@ -44,17 +33,23 @@ TEST(GoldenVectors, LowerEdgesMapBackToTheirBucket)
 
 TEST(GoldenVectors, HeartbeatEncodeAndDecode)
 {
-    auto rows = test::readRows("heartbeat_vectors.csv");
+    std::ifstream in(std::string(MALCOLM_TESTDATA_DIR) + "/heartbeat_vectors.csv");
+    ASSERT_TRUE(in);
+    auto rows = readGoldenHeartbeats(in);
     ASSERT_GE(rows.size(), 9u);
     for (const auto& r : rows) {
-        ASSERT_EQ(r.size(), 8u);
-        Heartbeat hb = Heartbeat::fromValues(static_cast<uint8_t>(std::stoul(r[0])), static_cast<uint8_t>(std::stoul(r[1])),
-                                             loadFactorFromRho(std::stod(r[2])), std::stoll(r[3]), std::stoll(r[4]),
-                                             std::stoull(r[5]), static_cast<uint32_t>(std::stoull(r[6])));
-        HeartbeatBytes bytes = hb.encode();
-        EXPECT_EQ(hex(bytes), r[7]) << "row node_id=" << r[0];
-        EXPECT_EQ(Heartbeat::decode(bytes.data(), bytes.size()), hb);
+        HeartbeatBytes bytes = r.heartbeat.encode();
+        EXPECT_EQ(hexOf(bytes.data(), bytes.size()), r.hex) << "row node_id=" << int(r.heartbeat.nodeId);
+        EXPECT_EQ(Heartbeat::decode(bytes.data(), bytes.size()), r.heartbeat);
     }
+}
+
+TEST(GoldenVectors, GoldenRowsNeedEightColumns)
+{
+    std::istringstream in("node_id,flags,rho,p10,p50,queue_len,version,hex\n1,0,0.5,1,2,3,4\n");
+    EXPECT_THROW(readGoldenHeartbeats(in), std::runtime_error);
+    std::istringstream bad("header\n1,0,x,1,2,3,4,00\n");
+    EXPECT_THROW(readGoldenHeartbeats(bad), std::runtime_error);
 }
 
 TEST(GoldenVectors, SthPercentiles)

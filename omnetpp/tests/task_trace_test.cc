@@ -49,3 +49,17 @@ TEST(TaskTrace, RejectsBadInput)
     std::istringstream bigOrigin("arrival_ns,origin,service_ns,deadline_ns,size_bytes\n5,300,1,2,3\n");
     EXPECT_THROW(readTaskTrace(bigOrigin, "x"), TraceFormatError);
 }
+
+TEST(TaskTrace, ClassMeansAreOverTheWholeTracePerClass)
+{
+    std::vector<TraceTask> t(4);
+    t[0].serviceNs = 10, t[0].taskClass = 0, t[0].origin = 0;
+    t[1].serviceNs = 30, t[1].taskClass = 0, t[1].origin = 1;
+    t[2].serviceNs = 5, t[2].taskClass = 1, t[2].origin = 2;
+    t[3].serviceNs = 8, t[3].taskClass = 1, t[3].origin = 0;
+    auto m = traceClassMeansNs(t);
+    ASSERT_EQ(m.size(), 2u);
+    EXPECT_DOUBLE_EQ(m.at(0), 20.0);
+    EXPECT_DOUBLE_EQ(m.at(1), 6.5);
+    EXPECT_TRUE(traceClassMeansNs({}).empty());
+}
