@@ -218,11 +218,14 @@ pub fn eval(a: EvalArgs) -> Result<String> {
         .out
         .unwrap_or_else(|| spec::default_out(&format!("eval-{}", a.scenario)));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let rows: Vec<_> = runs.iter().map(|(r, _)| r.clone()).collect();
+    let rows: Vec<_> = runs.iter().map(|r| r.row.clone()).collect();
     results::write_csv(&out.join("eval.csv"), &rows)?;
     let summary = results::summarise(&rows);
     results::write_csv(&out.join("summary.csv"), &summary)?;
-    let cdf: Vec<_> = runs.iter().map(|(r, rep)| (r.label.clone(), rep)).collect();
+    let cdf: Vec<_> = runs
+        .iter()
+        .map(|r| (r.row.label.clone(), &r.report))
+        .collect();
     results::latency_cdf_plot(
         &out.join("latency_cdf.png"),
         &format!("Latency CDF on {}", a.scenario),

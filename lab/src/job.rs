@@ -1,7 +1,7 @@
 //! The main job: train a learner on an embedded scenario (real ZeroMQ envs), checkpoint it,
 //! evaluate it against the baselines on held-out seeds, and write a results folder.
 
-use crate::eval::{evaluate, EvalCase, EvalRow};
+use crate::eval::{evaluate, EvalCase, EvalRow, Run};
 use crate::results::{self, ResultsError};
 use crate::train::{train, CurvePoint, TrainError, TrainOptions};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -100,7 +100,7 @@ pub fn evaluate_with_learner(
     seeds: &[u64],
     threads: usize,
     show_progress: bool,
-) -> Result<Vec<(EvalRow, rack_sim::Report)>, JobError> {
+) -> Result<Vec<Run>, JobError> {
     let (_, learner) = shared.active();
     let learner_name = learner.name().to_string();
     let resolve = |spec: &str| -> Result<Arc<dyn PolicyFactory>, PolicyError> {
@@ -221,12 +221,14 @@ pub fn run_main_job(
         opts.eval_threads,
         opts.train.show_progress,
     )?;
-    let rows: Vec<EvalRow> = runs.iter().map(|(r, _)| r.clone()).collect();
+    let rows: Vec<EvalRow> = runs.iter().map(|r| r.row.clone()).collect();
     results::write_csv(&opts.out.join("eval.csv"), &rows)?;
     let summary = results::summarise(&rows);
     results::write_csv(&opts.out.join("summary.csv"), &summary)?;
-    let cdf_runs: Vec<(String, &rack_sim::Report)> =
-        runs.iter().map(|(r, rep)| (r.label.clone(), rep)).collect();
+    let cdf_runs: Vec<(String, &rack_sim::Report)> = runs
+        .iter()
+        .map(|r| (r.row.label.clone(), &r.report))
+        .collect();
     results::latency_cdf_plot(
         &opts.out.join("latency_cdf.png"),
         &format!(

@@ -346,6 +346,7 @@ pub fn learning_curve_plot(
 mod tests {
     use super::*;
     use crate::eval::{EvalCase, EvalRow};
+    use crate::experiment::margin::MarginHist;
     use rack_sim::metrics::{Finished, Metrics};
 
     /// A report of 1000 tasks: `dropped` of them dropped, the rest completed with latencies
@@ -374,8 +375,9 @@ mod tests {
         let rows: Vec<EvalRow> = [("random", 600, 10_000), ("fifo", 0, 50_000)]
             .iter()
             .flat_map(|&(p, d, base)| {
+                let point = EvalCase::new(p, p, "hetero").point().unwrap();
                 (0..3).map(move |seed| {
-                    EvalRow::from_report(&EvalCase::new(p, p, "hetero"), seed, &report(d, base))
+                    EvalRow::new(&point, seed, &report(d, base), &MarginHist::new())
                 })
             })
             .collect();

@@ -40,7 +40,7 @@ pub use microburst::microburst_eval_scenario;
 pub use points::*;
 use staleness::staleness;
 
-use crate::eval::{EvalCase, EvalRow};
+use crate::eval::{self, EvalRow};
 use crate::job::{self, EVAL_SEED_BASE};
 use crate::plots::{line_chart, Chart, Series};
 use crate::results::{self, SummaryRow};
@@ -55,11 +55,10 @@ use malcolm_agents::config::RewardKindName;
 use malcolm_agents::AgentsConfig;
 use malcolm_policies::{Mode, PolicyFactory};
 use malcolm_serve::bridge::Shutdown;
-use malcolm_serve::loopback::Loopback;
 use malcolm_serve::registry;
 use malcolm_serve::shared::Shared;
-use margin::{MarginHist, Tap};
-use rack_sim::{RackSim, Report, Scenario};
+use margin::MarginHist;
+use rack_sim::{Report, Scenario};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -437,7 +436,7 @@ fn header(name: &str, size: &Size, out: &Path, ctx: &Ctx, points: &[Point], what
 
 /// Writes `eval.csv` (every run) and `summary.csv` (per point) and returns the summary.
 fn finish(out: &Path, points: &[Point], runs: &[Run]) -> Result<Vec<PointRow>> {
-    results::write_csv(&out.join("eval.csv"), &run_rows(points, runs))?;
+    results::write_csv(&out.join("eval.csv"), &run_rows(runs))?;
     let rows = point_rows(points, runs);
     results::write_csv(&out.join("summary.csv"), &rows)?;
     Ok(rows)
