@@ -10,6 +10,9 @@
 //! then one dispatch), then the tasks that landed at `t` are admitted from the ingress ring in
 //! batches, each batch followed by a dispatch. EDF order is (deadline, task id); a preemption
 //! victim is the running job last in that order.
+//!
+//! Here: the node machine; `spec` holds what a node is made of (discipline, cores, timing),
+//! `ps` the processor-sharing state.
 
 use crate::edf::{EdfQueue, Job};
 use malcolm_proto::SlackHistogram;

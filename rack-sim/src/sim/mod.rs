@@ -1,5 +1,8 @@
 //! The rack simulator as an environment: it runs the event loop until a decision is due and
 //! hands out bridge `Step`s, applies `Placement`s, and ends episodes with `EpisodeEnd`.
+//!
+//! Here: the simulator's state, its public API and the episode lifecycle; `slab` is the task
+//! table, `events` the event handlers, `step` the Steps and Placements.
 
 use crate::engine::{EventQueue, PRIO_LAST, PRIO_NORMAL};
 use crate::error::SimError;

@@ -1,6 +1,9 @@
 //! Task arrivals: Poisson streams with service laws and deadline rules, micro-bursts, and
 //! replay of recorded task traces (CSV); and the service-time estimates the policies see
 //! ([`ServiceEstimate`]): the true service time drives only the server.
+//!
+//! Here: the scenario's workload description; `service` holds the service laws and
+//! estimates, `gen` the live Poisson and micro-burst generators, `trace` the trace replay.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

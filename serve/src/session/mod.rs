@@ -7,6 +7,8 @@
 //! A policy sees only Steps this module validated, and the session calls it in one order:
 //! `observe(outcomes)` (the outcomes a Step or EpisodeEnd carries, exactly once), then
 //! `decide(step)`, and `end_episode` at an EpisodeEnd.
+//!
+//! Here: the state machine; `validate` holds the input checks, `warn` the WARN rate limit.
 
 use crate::shared::{Counters, Shared};
 use malcolm_policies::{Decision, Policy, PolicyError, PolicyFactory};

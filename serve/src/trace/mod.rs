@@ -5,6 +5,9 @@
 //!
 //! Layout (see `proto/malcolm/bridge/v1/trace.proto`): magic `MSTRACE2`, a frame holding the
 //! `TraceHeader`, then one frame per `TraceRecord`; `.zst` files are zstd streams of it.
+//!
+//! Here: the format's constants and errors; `write` holds the writer and recorder thread,
+//! `read` the reader.
 
 use std::path::{Path, PathBuf};
 
