@@ -9,7 +9,6 @@
 //! head(psi (.) phi_k) = (W_head diag(phi_k)) psi, so all K taus cost one matrix product.
 
 use crate::iqn::{p, IqnArch, ParamSpec};
-use matrixmultiply::sgemm;
 use std::f64::consts::PI;
 
 /// Weights of one published policy version, read by the sessions.
@@ -18,13 +17,19 @@ pub struct Actor {
     pub arch: IqnArch,
     params: Vec<f32>,
     layout: Vec<ParamSpec>,
+    /// fc_shared, fc_cand and fc2 weights transposed (`S x H`, `C x H`, `H x H`) for
+    /// [`rows_times`].
+    fc_shared_t: Vec<f32>,
+    fc_cand_t: Vec<f32>,
+    fc2_t: Vec<f32>,
 }
 
 /// The output stage for one set of taus, precomputed from the weights.
 #[derive(Debug, Clone)]
 pub struct Head {
     k: usize,
-    /// Hidden head: `a[(k * H2 + j) * H + h] = W_head[j, h] * phi_k[h]`, and its bias per j.
+    /// Hidden head: `a[h * (K * H2) + k * H2 + j] = W_head[j, h] * phi_k[h]` (stored `H x K*H2`
+    /// for [`rows_times`]), and its bias per j.
     /// Linear head: `a[h] = w_out[h] * mean_k phi_k[h]` (K folded into one vector).
     a: Vec<f32>,
     bias: Vec<f32>,
@@ -38,15 +43,28 @@ pub struct Scratch {
     z1: Vec<f32>,
     z2: Vec<f32>,
     z3: Vec<f32>,
+    lanes: Vec<f32>,
 }
 
 impl Actor {
     pub fn new(arch: IqnArch, params: Vec<f32>) -> Self {
         assert_eq!(params.len(), arch.num_params(), "flat parameter length");
+        let layout = arch.layout();
+        let weight = |i: usize| {
+            let s: &ParamSpec = &layout[i];
+            &params[s.offset..s.offset + s.numel()]
+        };
+        let (h, c) = (arch.hidden, arch.candidate_features);
+        let fc_shared_t = transpose(weight(p::FC_SHARED_W), h, arch.shared_features);
+        let fc_cand_t = transpose(weight(p::FC_CAND_W), h, c);
+        let fc2_t = transpose(weight(p::FC2_W), h, h);
         Self {
-            layout: arch.layout(),
+            layout,
             arch,
             params,
+            fc_shared_t,
+            fc_cand_t,
+            fc2_t,
         }
     }
 
@@ -98,10 +116,13 @@ impl Actor {
             };
         }
         let wh = self.w(p::HEAD_W);
-        let mut a = Vec::with_capacity(taus.len() * h2 * h);
-        for phi in &phis {
+        let width = taus.len() * h2;
+        let mut a = vec![0f32; h * width];
+        for (k, phi) in phis.iter().enumerate() {
             for j in 0..h2 {
-                a.extend((0..h).map(|c| wh[j * h + c] * phi[c]));
+                for c in 0..h {
+                    a[c * width + k * h2 + j] = wh[j * h + c] * phi[c];
+                }
             }
         }
         Head {
@@ -113,20 +134,25 @@ impl Actor {
         }
     }
 
-    /// fc_shared(s): [H].
+    /// fc_shared(s): [H], appended to `out`.
     pub fn shared_hidden(&self, shared: &[f32], out: &mut Vec<f32>) {
         let (h, s) = (self.arch.hidden, self.arch.shared_features);
         debug_assert_eq!(shared.len(), s);
-        let (w, b) = (self.w(p::FC_SHARED_W), self.w(p::FC_SHARED_B));
-        out.clear();
-        out.extend((0..h).map(|r| {
-            w[r * s..(r + 1) * s]
-                .iter()
-                .zip(shared)
-                .map(|(a, b)| a * b)
-                .sum::<f32>()
-                + b[r]
-        }));
+        let at = out.len();
+        out.resize(at + h, 0.0);
+        let z = &mut out[at..];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { rows_times_avx2(shared, s, &self.fc_shared_t, h, z) };
+        } else {
+            rows_times(shared, s, &self.fc_shared_t, h, z);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        rows_times(shared, s, &self.fc_shared_t, h, z);
+        for (x, b) in z.iter_mut().zip(self.w(p::FC_SHARED_B)) {
+            *x += b;
+        }
     }
 
     /// Scores of `m` candidates: `shared_h` holds one fc_shared output per candidate row
@@ -141,15 +167,49 @@ impl Actor {
         scratch: &mut Scratch,
         out: &mut [f32],
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { self.score_avx2(shared_h, rows_per_task, cand, head, scratch, out) };
+            return;
+        }
+        self.score_portable(shared_h, rows_per_task, cand, head, scratch, out);
+    }
+
+    /// [`Actor::score`] compiled for AVX2: the same code, 8 lanes wide. Sums run in the same
+    /// order, so the scores equal the portable path's bit for bit.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn score_avx2(
+        &self,
+        shared_h: &[f32],
+        rows_per_task: usize,
+        cand: &[f32],
+        head: &Head,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        self.score_portable(shared_h, rows_per_task, cand, head, scratch, out);
+    }
+
+    #[inline(always)]
+    fn score_portable(
+        &self,
+        shared_h: &[f32],
+        rows_per_task: usize,
+        cand: &[f32],
+        head: &Head,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) {
         let (h, c) = (self.arch.hidden, self.arch.candidate_features);
         let m = out.len();
         debug_assert_eq!(cand.len(), m * c);
         debug_assert!(rows_per_task > 0 && shared_h.len() * rows_per_task >= m * h);
-        let Scratch { z1, z2, z3 } = scratch;
+        let Scratch { z1, z2, z3, lanes } = scratch;
         z1.clear();
         z1.resize(m * h, 0.0);
-        // z1 = cand @ W_cand^T (W_cand is [H, C] row-major).
-        gemm(m, c, h, cand, c, 1, self.w(p::FC_CAND_W), 1, c, z1, h);
+        rows_times(cand, c, &self.fc_cand_t, h, z1);
         for (row, z) in z1.chunks_exact_mut(h).enumerate() {
             let s = &shared_h[(row / rows_per_task) * h..(row / rows_per_task + 1) * h];
             for (x, y) in z.iter_mut().zip(s) {
@@ -158,7 +218,7 @@ impl Actor {
         }
         z2.clear();
         z2.resize(m * h, 0.0);
-        gemm(m, h, h, z1, h, 1, self.w(p::FC2_W), 1, h, z2, h);
+        rows_times(z1, h, &self.fc2_t, h, z2);
         let b2 = self.w(p::FC2_B);
         for z in z2.chunks_exact_mut(h) {
             for (x, b) in z.iter_mut().zip(b2) {
@@ -175,10 +235,11 @@ impl Actor {
         let width = head.k * h2;
         z3.clear();
         z3.resize(m * width, 0.0);
-        // z3 = z2 @ A^T with A [K*H2, H] row-major.
-        gemm(m, h, width, z2, h, 1, &head.a, 1, h, z3, width);
+        rows_times(z2, h, &head.a, width, z3);
         let inv_k = 1.0 / head.k as f32;
-        let mut acc = vec![0f32; h2];
+        lanes.clear();
+        lanes.resize(h2, 0.0);
+        let acc = lanes.as_mut_slice();
         for (o, z) in out.iter_mut().zip(z3.chunks_exact(width)) {
             // Sum the ReLU outputs over taus lane by lane, then one dot with w_out.
             acc.fill(0.0);
@@ -193,44 +254,54 @@ impl Actor {
     }
 }
 
-/// C[m x n] = A[m x k] B[k x n] with explicit row/column strides for A and B.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    if m == 0 {
-        return;
+/// `w` (`rows x cols`, row-major) transposed.
+fn transpose(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
     }
-    debug_assert!(c.len() >= (m - 1) * rsc + n);
-    // SAFETY: the slices hold every element the strides address (checked above for C; A and B
-    // are whole matrices of the stated shapes by construction at every call site).
-    unsafe {
-        sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            0.0,
-            c.as_mut_ptr(),
-            rsc as isize,
-            1,
-        );
+    t
+}
+
+/// [`rows_times`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rows_times_avx2(a: &[f32], k: usize, bt: &[f32], n: usize, out: &mut [f32]) {
+    rows_times(a, k, bt, n, out);
+}
+
+/// `out[i, :] = a[i, :] @ bt` for every row `i` of `a` (`k` columns), `bt` a `k x n` row-major
+/// matrix (a layer's weights stored transposed, so the inner loop runs along contiguous
+/// outputs). Each output is summed over `p` in order, so the result does not depend on the
+/// vector width; a block of 32 outputs stays in registers across the whole `p` loop.
+#[inline(always)]
+fn rows_times(a: &[f32], k: usize, bt: &[f32], n: usize, out: &mut [f32]) {
+    const BLOCK: usize = 32;
+    debug_assert_eq!(bt.len(), k * n);
+    for (ai, oi) in a.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        let mut c0 = 0;
+        while c0 + BLOCK <= n {
+            let mut acc = [0f32; BLOCK];
+            for (p, &x) in ai.iter().enumerate() {
+                let b = &bt[p * n + c0..p * n + c0 + BLOCK];
+                for (s, &w) in acc.iter_mut().zip(b) {
+                    *s += x * w;
+                }
+            }
+            oi[c0..c0 + BLOCK].copy_from_slice(&acc);
+            c0 += BLOCK;
+        }
+        if c0 < n {
+            let rest = &mut oi[c0..];
+            rest.fill(0.0);
+            for (p, &x) in ai.iter().enumerate() {
+                for (s, &w) in rest.iter_mut().zip(&bt[p * n + c0..(p + 1) * n]) {
+                    *s += x * w;
+                }
+            }
+        }
     }
 }
 
@@ -267,14 +338,12 @@ mod tests {
         };
         let (shared_v, cand_v, expect_v) = (to_vec(&shared), to_vec(&cand), to_vec(&expect));
         let head = actor.head(&taus);
-        let mut sh = Vec::new();
         let mut all_sh = Vec::new();
         for t in 0..tasks {
             actor.shared_hidden(
                 &shared_v[t * SHARED_FEATURES..(t + 1) * SHARED_FEATURES],
-                &mut sh,
+                &mut all_sh,
             );
-            all_sh.extend_from_slice(&sh);
         }
         let mut out = vec![0f32; tasks * m];
         actor.score(
@@ -300,6 +369,32 @@ mod tests {
             &mut one,
         );
         assert!((one[0] - out[row]).abs() < 1e-5);
+    }
+
+    /// The vector path (AVX2 where the CPU has it) and the portable path sum in the same
+    /// order: a checkpoint decides the same on every machine.
+    #[test]
+    fn vector_and_portable_scores_are_bit_identical() {
+        for head_hidden in [0, 16] {
+            let arch = IqnArch::new(32, head_hidden, 64);
+            let actor = Actor::new(arch, arch.init_params(3));
+            let head = actor.head(&midpoint_taus(0.1, 8));
+            let m = 37;
+            let cand: Vec<f32> = (0..m * CANDIDATE_FEATURES)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let shared: Vec<f32> = (0..SHARED_FEATURES).map(|i| i as f32 / 10.0).collect();
+            let mut sh = Vec::new();
+            actor.shared_hidden(&shared, &mut sh);
+            let (mut fast, mut portable) = (vec![0f32; m], vec![0f32; m]);
+            let mut scratch = Scratch::default();
+            actor.score(&sh, m, &cand, &head, &mut scratch, &mut fast);
+            actor.score_portable(&sh, m, &cand, &head, &mut scratch, &mut portable);
+            assert!(fast.iter().any(|x| *x != 0.0));
+            for (a, b) in fast.iter().zip(&portable) {
+                assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+            }
+        }
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct OriginView {
     pub entries: Vec<(Heartbeat, f64, bool)>,
     /// The same ages in ns, exact.
     pub ages_ns: Vec<u64>,
+    /// The state part of every node's wait estimate as the origin sees it (it does not change
+    /// within the Step; see `WaitModel::state_wait_ns`).
+    pub state_wait_ns: Vec<f64>,
     /// Rack aggregates: mean rho, panic fraction, mean ln(1+queue_len).
     pub mean_rho: f64,
     pub panic_frac: f64,
@@ -234,6 +237,10 @@ impl FeatureBuilder {
         let n = self.n();
         out.entries.clear();
         out.ages_ns.clear();
+        out.state_wait_ns.clear();
+        out.entries.reserve(n);
+        out.ages_ns.reserve(n);
+        out.state_wait_ns.reserve(n);
         let own = &step.nodes[origin];
         let gst = GstView::of(step, origin);
         let (mut rho, mut panic, mut lq, mut seen) = (0.0, 0.0, 0.0, 0usize);
@@ -246,6 +253,10 @@ impl FeatureBuilder {
                     None => ((Heartbeat::default(), 0.0, true), 0),
                 }
             };
+            // The state part of node j's wait as the origin sees it, from the same entry.
+            let known = (!entry.2).then_some((entry.0, age_ns));
+            out.state_wait_ns
+                .push(self.model.state_wait_from(step, origin, j, known));
             out.ages_ns.push(age_ns);
             if !entry.2 {
                 rho += entry.0.rho().min(4.0);
@@ -259,19 +270,6 @@ impl FeatureBuilder {
         out.mean_rho = rho / seen;
         out.panic_frac = panic / seen;
         out.mean_log_queue = lq / seen;
-    }
-
-    /// The state part of every node's wait estimate as `origin` sees it (it does not change
-    /// within the Step; see [`WaitModel::state_wait_ns`]).
-    /// `view` is the origin's decoded view ([`FeatureBuilder::origin_view`]).
-    pub fn origin_waits(&self, step: &Step, view: &OriginView, origin: usize, out: &mut Vec<f64>) {
-        out.clear();
-        out.extend(view.entries.iter().zip(&view.ages_ns).enumerate().map(
-            |(j, ((hb, _, missing), &age))| {
-                let entry = (!missing).then_some((*hb, age));
-                self.model.state_wait_from(step, origin, j, entry)
-            },
-        ));
     }
 
     /// The static features of candidate `j` as `origin` sees it: the first
@@ -303,14 +301,14 @@ impl FeatureBuilder {
     /// `state_wait_ns` gets the state part of every node's wait estimate.
     pub fn origin_static(
         &self,
-        step: &Step,
         view: &OriginView,
         origin: usize,
         out: &mut [f32],
         state_wait_ns: &mut Vec<f64>,
     ) {
         debug_assert_eq!(out.len(), self.n() * CANDIDATE_FEATURES);
-        self.origin_waits(step, view, origin, state_wait_ns);
+        state_wait_ns.clear();
+        state_wait_ns.extend_from_slice(&view.state_wait_ns);
         for (j, c) in out.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
             self.static_row(view, origin, j, c);
         }
@@ -456,7 +454,7 @@ impl FeatureBuilder {
     ) -> Result<(), PolicyError> {
         self.task_shared(step, task, view, shared)?;
         let mut state = Vec::new();
-        self.origin_static(step, view, task.origin as usize, cand, &mut state);
+        self.origin_static(view, task.origin as usize, cand, &mut state);
         for (j, row) in cand.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
             self.candidate_dynamic(step, task, j, state[j], row);
             Self::check_candidate(task, j, row)?;

@@ -765,7 +765,10 @@ impl PolicyFactory for FrozenStrict {
 #[derive(Debug, Default)]
 struct OriginCache {
     view: OriginView,
-    state: Vec<f64>,
+    /// Every node's whole wait estimate and path queue delay at the start of the Step (before
+    /// any placement), for ranking a large rack's candidates (empty on small racks).
+    start_wait: Vec<f64>,
+    path_queue: Vec<f64>,
     /// `n x C`; the static part of row j is valid when `filled[j]`.
     rows: Vec<f32>,
     filled: Vec<bool>,
@@ -786,6 +789,24 @@ struct Pending {
     service_on_node_us: f64,
     reward: Option<f32>,
     next: Option<Arc<StateRecord>>,
+}
+
+/// The rows of later tasks that one placement changed: their features, fc_shared outputs,
+/// slots in the Step's score table, and new scores.
+#[derive(Debug, Default)]
+struct Rescore {
+    rows: Vec<f32>,
+    shared_h: Vec<f32>,
+    slots: Vec<usize>,
+    scores: Vec<f32>,
+}
+
+impl Rescore {
+    fn clear(&mut self) {
+        self.rows.clear();
+        self.shared_h.clear();
+        self.slots.clear();
+    }
 }
 
 /// One session's actor.
@@ -815,11 +836,17 @@ pub struct StrictPolicy {
     cand_buf: Vec<f32>,
     /// The candidates each task scores (`t x m` node ids; all nodes when `n <= m`).
     short: Vec<u32>,
+    /// One task's candidates while they are chosen.
+    short_one: Vec<u32>,
     /// Their features, `t x m x C`, and scores, `t x m`.
     short_rows: Vec<f32>,
     scores: Vec<f32>,
     scratch: Scratch,
     order: Vec<usize>,
+    /// The scores of the task being placed.
+    row_buf: Vec<f32>,
+    /// The rows a placement makes stale, and their new scores.
+    later: Rescore,
     ties: Vec<usize>,
     pending: HashMap<u64, Pending>,
     last_by_origin: HashMap<u32, u64>,
@@ -853,10 +880,13 @@ impl StrictPolicy {
             shared_h: Vec::new(),
             cand_buf: Vec::new(),
             short: Vec::new(),
+            short_one: Vec::new(),
             short_rows: Vec::new(),
             scores: Vec::new(),
             scratch: Scratch::default(),
             order: Vec::new(),
+            row_buf: Vec::new(),
+            later: Rescore::default(),
             ties: Vec::new(),
             pending: HashMap::new(),
             last_by_origin: HashMap::new(),
@@ -971,13 +1001,29 @@ impl StrictPolicy {
                 out.push(j);
             }
         }
-        let state = &self.origin_rows[&task.origin].state;
+        // What `FeatureBuilder::estimated_slack_ns` computes, from the origin's start-of-Step
+        // waits and path queues (no placement of this Step has been recorded yet).
+        let cache = &self.origin_rows[&task.origin];
+        let model = &self.fb.model;
+        let now = step.sim_time_ns;
+        let remote = model.net.remote_transfer_ns(task.size_bytes) as f64;
         let mut rest = std::mem::take(&mut self.rank_buf);
         rest.clear();
         rest.extend((0..n as u32).filter(|j| !out.contains(j)).map(|j| {
-            let slack = self
-                .fb
-                .estimated_slack_ns(step, task, j as usize, state[j as usize]);
+            let ju = j as usize;
+            let transfer = if ju == origin {
+                0.0
+            } else {
+                remote + cache.path_queue[ju]
+            };
+            let slack = model.slack_after(
+                now,
+                cache.start_wait[ju],
+                transfer,
+                task.service_estimate_ns,
+                task.deadline_ns,
+                ju,
+            );
             (slack, j)
         }));
         let k = m - out.len();
@@ -1006,7 +1052,7 @@ impl StrictPolicy {
         let row = &mut self.cand_buf[r..r + c];
         row[..sc].copy_from_slice(&cache.rows[j * c..j * c + sc]);
         self.fb
-            .candidate_dynamic(step, task, j, cache.state[j], row);
+            .candidate_dynamic(step, task, j, cache.view.state_wait_ns[j], row);
         FeatureBuilder::check_candidate(task, j, row)
     }
 
@@ -1024,14 +1070,20 @@ impl StrictPolicy {
         // One cache per origin of the Step; static rows are built when first needed.
         self.cache_pool
             .extend(self.origin_rows.drain().map(|(_, cache)| cache));
-        let mut sh = Vec::new();
-        let mut short = Vec::with_capacity(m);
+        let mut short = std::mem::take(&mut self.short_one);
         for (i, task) in step.tasks.iter().enumerate() {
             let o = task.origin as usize;
             if !self.origin_rows.contains_key(&task.origin) {
                 let mut cache = self.cache_pool.pop().unwrap_or_default();
                 self.fb.origin_view(step, o, &mut cache.view);
-                self.fb.origin_waits(step, &cache.view, o, &mut cache.state);
+                if n > m {
+                    let model = &self.fb.model;
+                    model.total_waits(step, o, &cache.view.state_wait_ns, &mut cache.start_wait);
+                    cache.path_queue.clear();
+                    cache
+                        .path_queue
+                        .extend((0..n).map(|j| model.path_queue_ns(o, j)));
+                }
                 cache.rows.resize(n * c, 0.0);
                 cache.filled.clear();
                 cache.filled.resize(n, false);
@@ -1049,9 +1101,9 @@ impl StrictPolicy {
             self.short.extend_from_slice(&short);
             self.snap
                 .actor
-                .shared_hidden(&self.shared_buf[i * s..(i + 1) * s], &mut sh);
-            self.shared_h.extend_from_slice(&sh);
+                .shared_hidden(&self.shared_buf[i * s..(i + 1) * s], &mut self.shared_h);
         }
+        self.short_one = short;
         self.scores.resize(t * m, 0.0);
         self.snap.actor.score(
             &self.shared_h,
@@ -1062,6 +1114,96 @@ impl StrictPolicy {
             &mut self.scores,
         );
         Ok(())
+    }
+
+    /// Places the Step's tasks, most urgent first, from the scores of `build_and_score`; each
+    /// placement counts against its node for the later tasks, whose rows for that node are
+    /// rebuilt and rescored. Train mode explores with epsilon and remembers each decision.
+    fn place(
+        &mut self,
+        step: &Step,
+        head: &Head,
+        train: bool,
+        out: &mut Decision,
+    ) -> Result<(), PolicyError> {
+        self.build_and_score(step, head)?;
+        let t = step.tasks.len();
+        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
+        let m = self.shared.config.candidates(n);
+        let h = self.snap.actor.arch.hidden;
+        self.order.clear();
+        self.order.extend(0..t);
+        self.order.sort_by_key(|&i| (step.tasks[i].deadline_ns, i));
+        out.targets.resize(t, 0);
+        out.scores.resize(t, 0.0);
+        let eps = if train { self.shared.epsilon() } else { 0.0 };
+        let order = std::mem::take(&mut self.order);
+        let mut row = std::mem::take(&mut self.row_buf);
+        let mut later = std::mem::take(&mut self.later);
+        let result = (|| {
+            for (pos, &i) in order.iter().enumerate() {
+                let task = &step.tasks[i];
+                row.clear();
+                row.extend_from_slice(&self.scores[i * m..(i + 1) * m]);
+                let target = if eps > 0.0 && self.rng.random::<f64>() < eps {
+                    self.rng.random_range(0..n)
+                } else {
+                    let k = self.argmax(&row);
+                    self.short[i * m + k] as usize
+                };
+                let pick = self.short[i * m..(i + 1) * m]
+                    .iter()
+                    .position(|&j| j as usize == target);
+                if pick.is_none() {
+                    // An exploratory pick outside the shortlist: its row is built now.
+                    self.build_row(step, i, target)?;
+                }
+                out.targets[i] = target as u32;
+                out.scores[i] = pick.map_or(f32::NAN, |k| row[k]);
+                self.fb.record(task.origin as usize, target, task);
+                // Rebuild the target's row for the later tasks that score it, and rescore it.
+                later.clear();
+                for &i2 in &order[pos + 1..] {
+                    if let Some(k) = self.short[i2 * m..(i2 + 1) * m]
+                        .iter()
+                        .position(|&j| j as usize == target)
+                    {
+                        self.build_row(step, i2, target)?;
+                        let r = (i2 * n + target) * c;
+                        let slot = i2 * m + k;
+                        self.short_rows[slot * c..(slot + 1) * c]
+                            .copy_from_slice(&self.cand_buf[r..r + c]);
+                        later.rows.extend_from_slice(&self.cand_buf[r..r + c]);
+                        later
+                            .shared_h
+                            .extend_from_slice(&self.shared_h[i2 * h..(i2 + 1) * h]);
+                        later.slots.push(slot);
+                    }
+                }
+                if !later.slots.is_empty() {
+                    later.scores.resize(later.slots.len(), 0.0);
+                    self.snap.actor.score(
+                        &later.shared_h,
+                        1,
+                        &later.rows,
+                        head,
+                        &mut self.scratch,
+                        &mut later.scores,
+                    );
+                    for (&slot, &sc) in later.slots.iter().zip(&later.scores) {
+                        self.scores[slot] = sc;
+                    }
+                }
+                if train {
+                    self.remember(step, i, target, &row);
+                }
+            }
+            Ok(())
+        })();
+        self.order = order;
+        self.row_buf = row;
+        self.later = later;
+        result
     }
 
     /// Index of the best score, ties broken at random.
@@ -1095,92 +1237,25 @@ impl Policy for StrictPolicy {
             self.flush();
             return Ok(());
         }
-        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
-        let cfg = self.shared.config.clone();
+        let (k_tau, alpha) = (self.shared.config.k_tau, self.shared.config.cvar_alpha);
         // Train: one set of taus ~ U[0, alpha] per Step. Eval: fixed midpoint taus, with the
-        // head cached per weight version.
+        // head cached per weight version (taken out for the Step, put back after).
         let head = if train {
-            let taus: Vec<f32> = (0..cfg.k_tau)
-                .map(|_| (self.rng.random::<f64>() * cfg.cvar_alpha) as f32)
+            let taus: Vec<f32> = (0..k_tau)
+                .map(|_| (self.rng.random::<f64>() * alpha) as f32)
                 .collect();
             self.snap.actor.head(&taus)
         } else {
-            if self.eval_head.is_none() {
-                self.eval_head = Some(self.snap.actor.head(&self.eval_taus));
+            match self.eval_head.take() {
+                Some(head) => head,
+                None => self.snap.actor.head(&self.eval_taus),
             }
-            self.eval_head.clone().expect("computed above")
         };
-        self.build_and_score(step, &head)?;
-        // Most urgent first; each placement counts against its node for the later tasks.
-        self.order.clear();
-        self.order.extend(0..t);
-        self.order.sort_by_key(|&i| (step.tasks[i].deadline_ns, i));
-        out.targets.resize(t, 0);
-        out.scores.resize(t, 0.0);
-        let eps = if train { self.shared.epsilon() } else { 0.0 };
-        let order = std::mem::take(&mut self.order);
-        let mut later_rows = Vec::new();
-        let mut later_sh = Vec::new();
-        let mut later_scores = Vec::new();
-        let m = cfg.candidates(n);
-        let h = self.snap.actor.arch.hidden;
-        for (pos, &i) in order.iter().enumerate() {
-            let task = &step.tasks[i];
-            let row: Vec<f32> = self.scores[i * m..(i + 1) * m].to_vec();
-            let target = if eps > 0.0 && self.rng.random::<f64>() < eps {
-                self.rng.random_range(0..n)
-            } else {
-                let k = self.argmax(&row);
-                self.short[i * m + k] as usize
-            };
-            let pick = self.short[i * m..(i + 1) * m]
-                .iter()
-                .position(|&j| j as usize == target);
-            if pick.is_none() {
-                // An exploratory pick outside the shortlist: its row is built now.
-                self.build_row(step, i, target)?;
-            }
-            out.targets[i] = target as u32;
-            out.scores[i] = pick.map_or(f32::NAN, |k| row[k]);
-            self.fb.record(task.origin as usize, target, task);
-            // Rebuild the target's row for the later tasks that score it, and rescore it.
-            later_rows.clear();
-            later_sh.clear();
-            let mut slots = Vec::new();
-            for &i2 in &order[pos + 1..] {
-                if let Some(k) = self.short[i2 * m..(i2 + 1) * m]
-                    .iter()
-                    .position(|&j| j as usize == target)
-                {
-                    self.build_row(step, i2, target)?;
-                    let r = (i2 * n + target) * c;
-                    let slot = i2 * m + k;
-                    self.short_rows[slot * c..(slot + 1) * c]
-                        .copy_from_slice(&self.cand_buf[r..r + c]);
-                    later_rows.extend_from_slice(&self.cand_buf[r..r + c]);
-                    later_sh.extend_from_slice(&self.shared_h[i2 * h..(i2 + 1) * h]);
-                    slots.push(slot);
-                }
-            }
-            if !slots.is_empty() {
-                later_scores.resize(slots.len(), 0.0);
-                self.snap.actor.score(
-                    &later_sh,
-                    1,
-                    &later_rows,
-                    &head,
-                    &mut self.scratch,
-                    &mut later_scores,
-                );
-                for (&slot, &sc) in slots.iter().zip(&later_scores) {
-                    self.scores[slot] = sc;
-                }
-            }
-            if train {
-                self.remember(step, i, target, &row);
-            }
+        let placed = self.place(step, &head, train, out);
+        if !train {
+            self.eval_head = Some(head);
         }
-        self.order = order;
+        placed?;
         if train {
             self.shared.decisions.fetch_add(t as u64, Ordering::Relaxed);
             if self.pending.len() > DEFAULT_MAX_PENDING {

@@ -330,7 +330,37 @@ impl WaitModel {
 
     /// [`WaitModel::wait`] given its state part (from [`WaitModel::state_wait_ns`]).
     pub fn wait_from_state(&self, step: &Step, o: usize, j: usize, state_ns: f64) -> WaitEstimate {
+        let age = if j == o {
+            None
+        } else {
+            GstView::of(step, o).age_ns(j)
+        };
+        self.wait_parts(step.sim_time_ns, o, j, state_ns, age)
+    }
+
+    /// The total of [`WaitModel::wait_from_state`] for every node at once, `states[j]` being
+    /// node `j`'s state part: one pass over the rack for one origin (the GST is looked up once).
+    pub fn total_waits(&self, step: &Step, o: usize, states: &[f64], out: &mut Vec<f64>) {
+        debug_assert_eq!(states.len(), self.n);
+        let gst = GstView::of(step, o);
         let now = step.sim_time_ns;
+        out.clear();
+        out.extend(states.iter().enumerate().map(|(j, &state_ns)| {
+            let age = if j == o { None } else { gst.age_ns(j) };
+            self.wait_parts(now, o, j, state_ns, age).total_ns()
+        }));
+    }
+
+    /// The wait estimate from its state part and the age of the origin's heartbeat from `j`
+    /// (`None`: none yet, or `j == o`).
+    fn wait_parts(
+        &self,
+        now: u64,
+        o: usize,
+        j: usize,
+        state_ns: f64,
+        hb_age_ns: Option<u64>,
+    ) -> WaitEstimate {
         let own_step = self.own_in_step(o, j);
         let others_in_step = (self.step_total[j] - own_step).max(0.0);
         if j == o {
@@ -341,9 +371,7 @@ impl WaitModel {
                 step_ns: others_in_step,
             };
         }
-        let hb_sent = GstView::of(step, o)
-            .age_ns(j)
-            .map_or(0, |age| now.saturating_sub(age));
+        let hb_sent = hb_age_ns.map_or(0, |age| now.saturating_sub(age));
         let p = self.placed[o * self.n + j];
         // Placements that landed before the heartbeat was taken are already in it.
         let own_ns = if p.at + self.net.one_way_ns <= hb_sent && hb_sent > 0 {
@@ -385,13 +413,19 @@ impl WaitModel {
         if o == j {
             return 0.0;
         }
+        self.net.transfer_ns(o as u32, j as u32, bytes) as f64 + self.path_queue_ns(o, j)
+    }
+
+    /// Time to drain the bytes queued on the path from `o` to `j` (origin uplink, node
+    /// downlink) at the link rate; 0 when local. The part of [`WaitModel::transfer_ns`] that
+    /// does not depend on the task.
+    pub fn path_queue_ns(&self, o: usize, j: usize) -> f64 {
         let (_, queued, _) = self.links.path(o, j);
-        let queue_ns = if self.net.link_gbps > 0.0 {
+        if self.net.link_gbps > 0.0 {
             queued as f64 * 8.0 / self.net.link_gbps
         } else {
             0.0
-        };
-        self.net.transfer_ns(o as u32, j as u32, bytes) as f64 + queue_ns
+        }
     }
 
     /// Estimated slack (ns) of a task if placed on `j` now: deadline minus the finish after the
@@ -405,7 +439,27 @@ impl WaitModel {
         deadline_ns: u64,
         j: usize,
     ) -> f64 {
-        let start = transfer_ns.max(wait.total_ns());
+        self.slack_after(
+            now,
+            wait.total_ns(),
+            transfer_ns,
+            service_estimate_ns,
+            deadline_ns,
+            j,
+        )
+    }
+
+    /// [`WaitModel::slack_ns`] from the wait's total.
+    pub fn slack_after(
+        &self,
+        now: u64,
+        wait_ns: f64,
+        transfer_ns: f64,
+        service_estimate_ns: u64,
+        deadline_ns: u64,
+        j: usize,
+    ) -> f64 {
+        let start = transfer_ns.max(wait_ns);
         let finish = now as f64 + start + service_estimate_ns as f64 / self.speed[j];
         deadline_ns as f64 - finish
     }

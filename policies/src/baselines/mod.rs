@@ -144,8 +144,13 @@ impl NetInfo {
         if from == to {
             0
         } else {
-            self.one_way_ns + serialisation_ns(bytes, self.link_gbps)
+            self.remote_transfer_ns(bytes)
         }
+    }
+
+    /// Delay for a task of `bytes` to any other node.
+    pub fn remote_transfer_ns(&self, bytes: u32) -> u64 {
+        self.one_way_ns + serialisation_ns(bytes, self.link_gbps)
     }
 }
 
