@@ -7,6 +7,8 @@
 //!   snapshots; a replay-ratio limiter makes training sessions wait for the learner.
 //! - [`malcolm`]: the original Malcolm (actor-critic per node agent, load-variance reward,
 //!   critic consensus averaging).
+//! - `host`: the learner thread both factories run their learner on (ready handshake, bounded
+//!   data channel, calls with a reply and a bounded wait, shutdown and join on drop).
 //! - [`iqn`]: the network (one flat parameter tensor), cosine embedding, quantile Huber
 //!   loss, CVaR over taus; [`actor`]: the same network's forward pass in plain Rust.
 //! - [`features`]: a task decision's state features from a bridge `Step`.
@@ -33,6 +35,7 @@ pub mod adam;
 pub mod checkpoint;
 pub mod config;
 pub mod features;
+mod host;
 pub mod iqn;
 pub mod malcolm;
 pub mod replay;

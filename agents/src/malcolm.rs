@@ -6,14 +6,16 @@
 //!
 //! The rack size is fixed by the first session's Hello (inputs and outputs are per node);
 //! later sessions of another size are refused. Like [`crate::strict`], one learner thread
-//! owns the tensors and sessions act on published actor weights. Learning is on-policy
-//! advantage actor-critic over batches of recent transitions (acting weights may lag the
-//! learner by one publication, which A2C tolerates).
+//! (the crate's `host`, started by the first session or load) owns the tensors and sessions
+//! act on published actor weights. Learning is on-policy advantage actor-critic over batches
+//! of recent transitions (acting weights may lag the learner by one publication, which A2C
+//! tolerates).
 
 use crate::adam::Adam;
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::MalcolmConfig;
 use crate::features::FeatureBuilder;
+use crate::host::{Caller, Host};
 use malcolm_policies::reward::malcolm_variance;
 use malcolm_policies::{
     CheckpointInfo, Decision, LearnerStatus, Mode, Policy, PolicyError, PolicyFactory,
@@ -22,11 +24,10 @@ use malcolm_proto::bridge::{EpisodeEnd, Hello, Step};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 use tch::nn::{Init, VarStore};
 use tch::{Device, Kind, Tensor};
@@ -350,23 +351,9 @@ struct Shared {
     status: Mutex<LearnerStatus>,
 }
 
-enum Control {
-    Save(
-        PathBuf,
-        mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
-    ),
-    Load(
-        PathBuf,
-        mpsc::Sender<Result<CheckpointInfo, CheckpointError>>,
-    ),
-    Shutdown,
-}
-
 struct Running {
     nodes: usize,
-    control: Sender<Control>,
-    data: SyncSender<Vec<AcTransition>>,
-    thread: Option<JoinHandle<()>>,
+    host: Host<AcLearner, AcTransition>,
 }
 
 /// Original Malcolm's [`PolicyFactory`].
@@ -398,7 +385,7 @@ impl MalcolmFactory {
     fn ensure_running(
         &self,
         nodes: usize,
-    ) -> Result<(SyncSender<Vec<AcTransition>>, Sender<Control>), PolicyError> {
+    ) -> Result<(SyncSender<Vec<AcTransition>>, Caller<AcLearner>), PolicyError> {
         let mut guard = self.running.lock().expect("running lock");
         if let Some(r) = guard.as_ref() {
             if r.nodes != nodes {
@@ -407,61 +394,29 @@ impl MalcolmFactory {
                     r.nodes
                 )));
             }
-            return Ok((r.data.clone(), r.control.clone()));
+            return Ok((r.host.data(), r.host.caller().clone()));
         }
-        let (control, control_rx) = mpsc::channel();
-        let (data, data_rx) = mpsc::sync_channel(self.shared.config.channel_capacity);
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let shared = self.shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("malcolm-learner".into())
-            .spawn(move || {
-                let mut learner = match AcLearner::new(shared.config.clone(), nodes) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e));
-                        return;
-                    }
-                };
-                publish(&shared, &mut learner);
-                let _ = ready_tx.send(Ok(()));
-                ac_loop(&mut learner, &shared, &control_rx, &data_rx);
-            })?;
-        ready_rx
-            .recv()
-            .map_err(|_| PolicyError::Learner("malcolm learner died at start".into()))??;
-        *guard = Some(Running {
-            nodes,
-            control: control.clone(),
-            data: data.clone(),
-            thread: Some(thread),
-        });
-        Ok((data, control))
+        let (init_shared, turn_shared) = (self.shared.clone(), self.shared.clone());
+        let host = Host::start(
+            "malcolm-learner",
+            "malcolm learner",
+            self.shared.config.channel_capacity,
+            move || {
+                let mut learner = AcLearner::new(init_shared.config.clone(), nodes)?;
+                publish(&init_shared, &mut learner);
+                Ok(learner)
+            },
+            move |learner, data| learner_turn(learner, &turn_shared, data),
+        )?;
+        let handles = (host.data(), host.caller().clone());
+        *guard = Some(Running { nodes, host });
+        Ok(handles)
     }
 
-    fn control(
-        &self,
-        control: Sender<Control>,
-        make: impl FnOnce(mpsc::Sender<Result<CheckpointInfo, CheckpointError>>) -> Control,
-    ) -> Result<CheckpointInfo, PolicyError> {
-        let (tx, rx) = mpsc::channel();
-        control
-            .send(make(tx))
-            .map_err(|_| PolicyError::Learner("learner thread is gone".into()))?;
-        rx.recv_timeout(CONTROL_TIMEOUT)
-            .map_err(|_| PolicyError::Learner("learner did not answer".into()))?
-            .map_err(PolicyError::from)
-    }
-}
-
-impl Drop for MalcolmFactory {
-    fn drop(&mut self) {
-        if let Some(mut r) = self.running.lock().ok().and_then(|mut g| g.take()) {
-            let _ = r.control.send(Control::Shutdown);
-            if let Some(t) = r.thread.take() {
-                let _ = t.join();
-            }
-        }
+    /// The running learner's caller, if a session or a load has started it.
+    fn caller(&self) -> Option<Caller<AcLearner>> {
+        let guard = self.running.lock().expect("running lock");
+        guard.as_ref().map(|r| r.host.caller().clone())
     }
 }
 
@@ -477,44 +432,23 @@ fn publish(shared: &Shared, learner: &mut AcLearner) {
     st.replay_capacity = learner.config.batch as u64;
 }
 
-fn ac_loop(
-    learner: &mut AcLearner,
-    shared: &Shared,
-    control: &Receiver<Control>,
-    data: &Receiver<Vec<AcTransition>>,
-) {
-    loop {
-        loop {
-            match control.try_recv() {
-                Ok(Control::Save(p, reply)) => {
-                    let _ = reply.send(learner.save(&p));
-                }
-                Ok(Control::Load(p, reply)) => {
-                    let r = learner.load(&p);
-                    if r.is_ok() {
-                        publish(shared, learner);
-                    }
-                    let _ = reply.send(r);
-                }
-                Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => break,
-            }
-        }
-        match data.recv_timeout(LEARNER_POLL) {
-            Ok(v) => {
-                let train = mode_of(shared) == Mode::Train;
-                let mut updated = false;
-                for t in v {
-                    if train {
-                        updated |= learner.push(t);
-                    }
-                }
-                if updated {
-                    publish(shared, learner);
+/// One turn of the learner thread: waits briefly for a batch, learns from it in train mode
+/// and publishes after an update.
+fn learner_turn(learner: &mut AcLearner, shared: &Shared, data: &Receiver<Vec<AcTransition>>) {
+    match data.recv_timeout(LEARNER_POLL) {
+        Ok(v) => {
+            let train = mode_of(shared) == Mode::Train;
+            let mut updated = false;
+            for t in v {
+                if train {
+                    updated |= learner.push(t);
                 }
             }
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            if updated {
+                publish(shared, learner);
+            }
         }
+        Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
     }
 }
 
@@ -555,6 +489,11 @@ impl PolicyFactory for MalcolmFactory {
             Mode::Frozen => 2,
         };
         self.shared.mode.store(v, Ordering::Relaxed);
+        // Returns once the learner has seen the mode (no batch taken before the call is
+        // learned from after it).
+        if let Some(caller) = self.caller() {
+            caller.barrier();
+        }
     }
 
     fn mode(&self) -> Mode {
@@ -566,16 +505,13 @@ impl PolicyFactory for MalcolmFactory {
     }
 
     fn save_checkpoint(&self, path: &Path) -> Result<CheckpointInfo, PolicyError> {
-        let control = self
-            .running
-            .lock()
-            .expect("running lock")
-            .as_ref()
-            .map(|r| r.control.clone())
-            .ok_or_else(|| {
-                PolicyError::NoLearnedState("malcolm has no learner yet (no session)".into())
-            })?;
-        self.control(control, |tx| Control::Save(path.to_path_buf(), tx))
+        let caller = self.caller().ok_or_else(|| {
+            PolicyError::NoLearnedState("malcolm has no learner yet (no session)".into())
+        })?;
+        let path = path.to_path_buf();
+        caller
+            .call(CONTROL_TIMEOUT, move |learner| learner.save(&path))?
+            .map_err(PolicyError::from)
     }
 
     fn load_checkpoint(&self, path: &Path) -> Result<CheckpointInfo, PolicyError> {
@@ -587,8 +523,17 @@ impl PolicyFactory for MalcolmFactory {
             .ok_or_else(|| {
                 PolicyError::Checkpoint(format!("{} has no nodes metadata", path.display()))
             })?;
-        let (_, control) = self.ensure_running(nodes)?;
-        self.control(control, |tx| Control::Load(path.to_path_buf(), tx))
+        let (_, caller) = self.ensure_running(nodes)?;
+        let (path, shared) = (path.to_path_buf(), self.shared.clone());
+        caller
+            .call(CONTROL_TIMEOUT, move |learner| {
+                let r = learner.load(&path);
+                if r.is_ok() {
+                    publish(&shared, learner);
+                }
+                r
+            })?
+            .map_err(PolicyError::from)
     }
 }
 
