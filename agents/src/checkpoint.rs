@@ -121,6 +121,26 @@ pub fn encode(
     safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())
 }
 
+/// Encodes `tensors` and `metadata` ([`encode`]) and writes them to `path` atomically
+/// ([`atomic_write`]); the returned info names the file, its size and `policy_version`.
+pub fn write(
+    path: &Path,
+    tensors: &[(String, &Tensor)],
+    metadata: HashMap<String, String>,
+    policy_version: u64,
+) -> Result<malcolm_policies::CheckpointInfo, CheckpointError> {
+    let bytes = encode(tensors, metadata).map_err(|reason| CheckpointError::Format {
+        path: path.into(),
+        reason,
+    })?;
+    let n = atomic_write(path, &bytes)?;
+    Ok(malcolm_policies::CheckpointInfo {
+        path: path.into(),
+        bytes: n,
+        policy_version,
+    })
+}
+
 /// A decoded checkpoint: metadata and f32 tensors by name.
 #[derive(Debug)]
 pub struct Decoded {

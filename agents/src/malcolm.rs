@@ -270,17 +270,7 @@ impl AcLearner {
             ("adam_step".into(), self.adam.step.to_string()),
             ("policy_version".into(), self.policy_version.to_string()),
         ]);
-        let bytes =
-            checkpoint::encode(&tensors, meta).map_err(|reason| CheckpointError::Format {
-                path: path.into(),
-                reason,
-            })?;
-        let n = checkpoint::atomic_write(path, &bytes)?;
-        Ok(CheckpointInfo {
-            path: path.into(),
-            bytes: n,
-            policy_version: self.policy_version,
-        })
+        checkpoint::write(path, &tensors, meta, self.policy_version)
     }
 
     pub fn load(&mut self, path: &Path) -> Result<CheckpointInfo, CheckpointError> {

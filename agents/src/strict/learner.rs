@@ -233,17 +233,7 @@ impl Learner {
             ("policy_version".into(), acting.policy_version.to_string()),
             ("replay_pushed".into(), self.replay.pushed.to_string()),
         ]);
-        let bytes =
-            checkpoint::encode(&tensors, meta).map_err(|reason| CheckpointError::Format {
-                path: path.into(),
-                reason,
-            })?;
-        let n = checkpoint::atomic_write(path, &bytes)?;
-        Ok(CheckpointInfo {
-            path: path.into(),
-            bytes: n,
-            policy_version: acting.policy_version,
-        })
+        checkpoint::write(path, &tensors, meta, acting.policy_version)
     }
 
     /// Restores a checkpoint written by [`Learner::save`]. Refuses files of another format,
