@@ -55,12 +55,11 @@ struct Pending {
     next: Option<Arc<StateRecord>>,
 }
 
-/// The rows of later tasks that one placement changed: their features, fc_shared outputs,
-/// slots in the Step's score table, and new scores.
+/// The stale rows of one task being rescored: their features, slots in the Step's score
+/// table, and new scores.
 #[derive(Debug, Default)]
 struct Rescore {
     rows: Vec<f32>,
-    shared_h: Vec<f32>,
     slots: Vec<usize>,
     scores: Vec<f32>,
 }
@@ -68,7 +67,6 @@ struct Rescore {
 impl Rescore {
     fn clear(&mut self) {
         self.rows.clear();
-        self.shared_h.clear();
         self.slots.clear();
     }
 }
@@ -109,8 +107,10 @@ pub struct StrictPolicy {
     order: Vec<usize>,
     /// The scores of the task being placed.
     row_buf: Vec<f32>,
-    /// The rows a placement makes stale, and their new scores.
+    /// The stale rows of the task being placed, rescored together.
     later: Rescore,
+    /// Slots (`t x m`) whose row a placement on their node has made stale.
+    stale: Vec<bool>,
     ties: Vec<usize>,
     pending: HashMap<u64, Pending>,
     last_by_origin: HashMap<u32, u64>,
@@ -151,6 +151,7 @@ impl StrictPolicy {
             order: Vec::new(),
             row_buf: Vec::new(),
             later: Rescore::default(),
+            stale: Vec::new(),
             ties: Vec::new(),
             pending: HashMap::new(),
             last_by_origin: HashMap::new(),
@@ -392,21 +393,23 @@ impl StrictPolicy {
     ) -> Result<(), PolicyError> {
         self.build_and_score(step, head)?;
         let t = step.tasks.len();
-        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
+        let n = self.fb.n();
         let m = self.shared.config.candidates(n);
-        let h = self.snap.actor.arch.hidden;
         self.order.clear();
         self.order.extend(0..t);
         self.order.sort_by_key(|&i| (step.tasks[i].deadline_ns, i));
         out.targets.resize(t, 0);
         out.scores.resize(t, 0.0);
         let eps = if train { self.shared.epsilon() } else { 0.0 };
+        self.stale.clear();
+        self.stale.resize(t * m, false);
         let order = std::mem::take(&mut self.order);
         let mut row = std::mem::take(&mut self.row_buf);
         let mut later = std::mem::take(&mut self.later);
         let result = (|| {
             for (pos, &i) in order.iter().enumerate() {
                 let task = &step.tasks[i];
+                self.rescore_stale(step, i, head, &mut later)?;
                 row.clear();
                 row.extend_from_slice(&self.scores[i * m..(i + 1) * m]);
                 let target = if eps > 0.0 && self.rng.random::<f64>() < eps {
@@ -425,37 +428,13 @@ impl StrictPolicy {
                 out.targets[i] = target as u32;
                 out.scores[i] = pick.map_or(f32::NAN, |k| row[k]);
                 self.fb.record(task.origin as usize, target, task);
-                // Rebuild the target's row for the later tasks that score it, and rescore it.
-                later.clear();
+                // The later tasks' rows for the target are stale now.
                 for &i2 in &order[pos + 1..] {
                     if let Some(k) = self.short[i2 * m..(i2 + 1) * m]
                         .iter()
                         .position(|&j| j as usize == target)
                     {
-                        self.build_row(step, i2, target)?;
-                        let r = (i2 * n + target) * c;
-                        let slot = i2 * m + k;
-                        self.short_rows[slot * c..(slot + 1) * c]
-                            .copy_from_slice(&self.cand_buf[r..r + c]);
-                        later.rows.extend_from_slice(&self.cand_buf[r..r + c]);
-                        later
-                            .shared_h
-                            .extend_from_slice(&self.shared_h[i2 * h..(i2 + 1) * h]);
-                        later.slots.push(slot);
-                    }
-                }
-                if !later.slots.is_empty() {
-                    later.scores.resize(later.slots.len(), 0.0);
-                    self.snap.actor.score(
-                        &later.shared_h,
-                        1,
-                        &later.rows,
-                        head,
-                        &mut self.scratch,
-                        &mut later.scores,
-                    );
-                    for (&slot, &sc) in later.slots.iter().zip(&later.scores) {
-                        self.scores[slot] = sc;
+                        self.stale[i2 * m + k] = true;
                     }
                 }
                 if train {
@@ -468,6 +447,50 @@ impl StrictPolicy {
         self.row_buf = row;
         self.later = later;
         result
+    }
+
+    /// Rebuilds and rescores, in one call, the rows of task `i` that placements made since
+    /// `build_and_score` made stale. A row for node `j` changes only when a task is placed on
+    /// `j`, so rebuilding it once, just before its task is placed, gives the same row as
+    /// rebuilding it after every such placement.
+    fn rescore_stale(
+        &mut self,
+        step: &Step,
+        i: usize,
+        head: &Head,
+        later: &mut Rescore,
+    ) -> Result<(), PolicyError> {
+        let (n, c) = (self.fb.n(), CANDIDATE_FEATURES);
+        let m = self.shared.config.candidates(n);
+        let h = self.snap.actor.arch.hidden;
+        later.clear();
+        for slot in i * m..(i + 1) * m {
+            if !std::mem::take(&mut self.stale[slot]) {
+                continue;
+            }
+            let j = self.short[slot] as usize;
+            self.build_row(step, i, j)?;
+            let r = (i * n + j) * c;
+            self.short_rows[slot * c..(slot + 1) * c].copy_from_slice(&self.cand_buf[r..r + c]);
+            later.rows.extend_from_slice(&self.cand_buf[r..r + c]);
+            later.slots.push(slot);
+        }
+        if later.slots.is_empty() {
+            return Ok(());
+        }
+        later.scores.resize(later.slots.len(), 0.0);
+        self.snap.actor.score(
+            &self.shared_h[i * h..(i + 1) * h],
+            later.slots.len(),
+            &later.rows,
+            head,
+            &mut self.scratch,
+            &mut later.scores,
+        );
+        for (&slot, &sc) in later.slots.iter().zip(&later.scores) {
+            self.scores[slot] = sc;
+        }
+        Ok(())
     }
 
     /// Index of the best score, ties broken at random.
