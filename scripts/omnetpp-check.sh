@@ -95,7 +95,7 @@ print(sum(float(r["value"]) for r in rows) if rows else "nan")' "$2" "$3"
 
 echo "== 1. every config runs to completion in Cmdenv (first run, sim-time-limit ${simtime:-from ini})"
 # (Incast and IncastTwoTier run in check 2.)
-for c in Hetero Ideal DisciplineCompare PfcStorm HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
+for c in Hetero Ideal DisciplineCompare PfcStorm PfcStormHetero HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
   run "all-$c" "$c" 0 yes && pass "$c"
 done
 
