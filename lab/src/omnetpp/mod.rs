@@ -183,7 +183,7 @@ pub fn checkpoint_factory(
 /// Runs the command: trains (unless `--minutes 0`), evaluates, writes the results folder.
 pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
     let repo = repo_root(a.repo.as_deref());
-    let Some(opp) = Omnetpp::find(&repo) else {
+    let Some(mut opp) = Omnetpp::find(&repo) else {
         return Ok(Outcome::Skipped(
             "OMNeT++ not found (set OMNETPP_ROOT or put opp_run on PATH): skipping the OMNeT++ \
              training and evaluation"
@@ -225,6 +225,7 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
     });
     tracing::info!(omnetpp = %opp.root.display(), "building the OMNeT++ modules (cmake, incremental)");
     opp.build_modules(DEFAULT_BUILD_TIMEOUT, stop)?;
+    opp.pin_library(&out.join("runs"))?;
     let variants = a.variants.clone();
     let eval_sim_time = pick(QUICK_SIM_TIME, &a.eval_sim_time);
     let plan = TrainPlan {

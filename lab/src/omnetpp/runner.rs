@@ -61,6 +61,8 @@ pub struct Omnetpp {
     pub opp_run: PathBuf,
     /// The repository: `ini/omnetpp.ini`, `ned/`, `omnetpp/` (the modules' sources).
     pub repo: PathBuf,
+    /// The module library the runs load (see [`Omnetpp::pin_library`]).
+    pub library: PathBuf,
 }
 
 impl Omnetpp {
@@ -92,12 +94,20 @@ impl Omnetpp {
             root,
             opp_run,
             repo: repo.to_path_buf(),
+            library: repo.join("omnetpp/build/libmalcolm_omnetpp.so"),
         })
     }
 
-    /// The module library `build_modules` makes.
-    pub fn library(&self) -> PathBuf {
-        self.repo.join("omnetpp/build/libmalcolm_omnetpp.so")
+    /// Copies the library `build_modules` made into `dir` and runs that copy from now on:
+    /// another build of the same tree (a second job, `omnetpp-check.sh`) relinks the library
+    /// in place, and a run loading it half-written fails.
+    pub fn pin_library(&mut self, dir: &Path) -> Result<(), RunError> {
+        std::fs::create_dir_all(dir).map_err(io("creating the library folder"))?;
+        let copy = dir.join("libmalcolm_omnetpp.so");
+        std::fs::copy(self.build_dir().join("libmalcolm_omnetpp.so"), &copy)
+            .map_err(io("copying the module library"))?;
+        self.library = copy;
+        Ok(())
     }
 
     fn build_dir(&self) -> PathBuf {
@@ -293,7 +303,7 @@ pub fn run_served(
             "-u".into(),
             "Cmdenv".into(),
             "-l".into(),
-            opp.library().display().to_string(),
+            opp.library.display().to_string(),
             "-n".into(),
             opp.repo.join("ned").display().to_string(),
             "-c".into(),
