@@ -50,6 +50,9 @@ pub struct EvalRun {
     pub late: u64,
     pub dropped: u64,
     pub miss_rate: f64,
+    /// Generated tasks not finished (nor dropped) when the run ended, as a fraction of the
+    /// generated ones: the miss rate does not count them.
+    pub unfinished_fraction: f64,
     /// Latency over every task (dropped at +infinity), from the pooled histograms.
     pub p50_us: f64,
     pub p99_us: f64,
@@ -70,6 +73,7 @@ pub struct EvalSummary {
     pub miss_rate: f64,
     pub miss_rate_ci95: f64,
     pub drop_rate: f64,
+    pub unfinished_fraction: f64,
     pub p99_us: f64,
     pub p99_ci95: f64,
     pub behind_paused_fraction: f64,
@@ -145,6 +149,7 @@ pub fn evaluate(
                                 late: o.missed,
                                 dropped: o.dropped,
                                 miss_rate: o.miss_rate(),
+                                unfinished_fraction: o.unfinished_fraction(),
                                 p50_us: o.latency_quantile_us(0.5),
                                 p99_us: o.latency_quantile_us(0.99),
                                 decisions: r.decisions,
@@ -205,6 +210,7 @@ pub fn summarise(rows: &[EvalRun]) -> Vec<EvalSummary> {
                 miss_rate: miss.mean,
                 miss_rate_ci95: miss.half_width,
                 drop_rate: of(|r| r.dropped as f64 / r.tasks.max(1) as f64).mean,
+                unfinished_fraction: of(|r| r.unfinished_fraction).mean,
                 p99_us: p99.mean,
                 p99_ci95: p99.half_width,
                 behind_paused_fraction: paused.mean,
@@ -229,16 +235,17 @@ pub fn markdown_tables(summary: &[EvalSummary]) -> String {
         if v != "true" {
             md += &format!("\n**Variant `{v}`**\n");
         }
-        md += "\n| policy | runs | miss rate | dropped | p99 latency (us) | placed behind a paused link | tasks per run | sim events/s |\n\
-               |---|---:|---:|---:|---:|---:|---:|---:|\n";
+        md += "\n| policy | runs | miss rate | dropped | unfinished at the end | p99 latency (us) | placed behind a paused link | tasks per run | sim events/s |\n\
+               |---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
         for s in summary.iter().filter(|s| s.variant == v) {
             md += &format!(
-                "| {} | {} | {:.2}% ± {:.2} | {:.2}% | {} | {:.2}% ± {:.2} | {:.0} | {:.2} M |\n",
+                "| {} | {} | {:.2}% ± {:.2} | {:.2}% | {:.2}% | {} | {:.2}% ± {:.2} | {:.0} | {:.2} M |\n",
                 s.label,
                 s.runs,
                 s.miss_rate * 100.0,
                 s.miss_rate_ci95 * 100.0,
                 s.drop_rate * 100.0,
+                s.unfinished_fraction * 100.0,
                 crate::results::fmt_tail(s.p99_us, s.p99_ci95),
                 s.behind_paused_fraction * 100.0,
                 s.behind_paused_ci95 * 100.0,
@@ -266,6 +273,7 @@ mod tests {
             late: 5,
             dropped: 5,
             miss_rate: miss,
+            unfinished_fraction: 0.02,
             p50_us: 10.0,
             p99_us: p99,
             decisions: 100,
@@ -302,7 +310,7 @@ mod tests {
         let md = markdown_tables(&s);
         assert!(md.contains("**Variant `x`**") && md.contains("**Variant `y`**"));
         assert!(
-            md.contains("| b | 1 | 20.00% ± 0.00 | 5.00% | ∞ | 10.00% ± 0.00 |"),
+            md.contains("| b | 1 | 20.00% ± 0.00 | 5.00% | 2.00% | ∞ | 10.00% ± 0.00 |"),
             "{md}"
         );
     }

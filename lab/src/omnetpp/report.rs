@@ -77,7 +77,9 @@ pub fn write(
             "\nEvaluated greedily on held-out repetitions {:?} ({} of simulated time each; no \
              training or validation run used these seed sets), each policy served by an \
              in-process bridge. Miss rate = (late + dropped) / tasks the EDF (or FCFS) servers \
-             finished or dropped (their `.sca` counts); p99 over every task with drops at \
+             finished or dropped (their `.sca` counts; \"unfinished at the end\" = generated tasks \
+             neither finished nor dropped when the run ended, which the miss rate does not \
+             count); p99 over every task with drops at \
              +∞ (∞ when over 1% dropped), interpolated in the servers' pooled latency \
              histograms; \"placed behind a paused link\" = placements whose origin uplink or \
              target downlink was PFC-paused in the Step the decision answered, over all \

@@ -12,6 +12,8 @@ pub struct ScaOutcome {
     pub completed: u64,
     pub missed: u64,
     pub dropped: u64,
+    /// Tasks the apps generated (recorded only when the ini records `generated:count`).
+    pub generated: u64,
     /// Pooled latency histogram bins of the completed tasks: (lower s, upper s, count).
     pub latency_bins: Vec<(f64, f64, f64)>,
     /// The coordinator's simulation speed (events per wall-clock second), 0 if absent.
@@ -81,6 +83,8 @@ impl ScaOutcome {
                             _ => continue,
                         };
                         *slot += v.max(0.0) as u64;
+                    } else if module.ends_with(".app") && name == "generated:count" {
+                        o.generated += v.max(0.0) as u64;
                     } else if module.ends_with(".coordinator") && name == "eventsPerWallSecond" {
                         o.events_per_s += v;
                     }
@@ -120,6 +124,17 @@ impl ScaOutcome {
     /// Every task the schedulers finished or dropped.
     pub fn total(&self) -> u64 {
         self.completed + self.missed + self.dropped
+    }
+
+    /// Generated tasks neither finished nor dropped when the run ended (stuck in a queue or
+    /// behind a paused link, or generated in its last microseconds), as a fraction of the
+    /// generated ones; NaN when the run recorded no generated count.
+    pub fn unfinished_fraction(&self) -> f64 {
+        if self.generated == 0 {
+            f64::NAN
+        } else {
+            self.generated.saturating_sub(self.total()) as f64 / self.generated as f64
+        }
     }
 
     /// (late + dropped) / all tasks; NaN without tasks.
@@ -224,6 +239,9 @@ bin\t0\t5
         assert_eq!(o.total(), 110);
         assert!((o.miss_rate() - 10.0 / 110.0).abs() < 1e-12);
         assert_eq!(o.events_per_s, 1_500_000.0);
+        // 111 generated, 110 finished or dropped: 1 still in the rack at the end.
+        assert_eq!(o.generated, 111);
+        assert!((o.unfinished_fraction() - 1.0 / 111.0).abs() < 1e-12);
         // The queue-length histogram is not a latency.
         assert_eq!(
             o.latency_bins,
