@@ -305,8 +305,10 @@ pub fn train(
                 runs.push(*r);
             }
             Ok(Msg::Failed(e)) => {
-                tracing::error!(error = %e, "training run failed");
-                if !matches!(e, TrainError::Run(RunError::Interrupted)) {
+                if matches!(e, TrainError::Run(RunError::Interrupted)) {
+                    tracing::info!("training run killed (interrupted)");
+                } else {
+                    tracing::error!(error = %e, "training run failed");
                     failure.get_or_insert(e);
                 }
                 no_new_runs.trigger();
