@@ -6,7 +6,8 @@
 #      and counts PAUSE frames; with PFC off it drops;
 #   3. EDF servers meet more deadlines than FCFS servers on the same workload;
 #   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
-#   5. sim speed (events/s) of Hetero with the agent in the loop and with a local policy;
+#   5. sim speed (events/s) of Hetero with a local policy, Malcolm-Strict evaluating and
+#      training, one after the other, and the ratios agent / local;
 #   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over;
 #   7. the same when the agent server dies in the middle of a run;
 #   8. service estimates draw from their own RNG (exact vs noisy: same tasks and latencies).
@@ -56,14 +57,17 @@ fi
 [ -z "$endpoint" ] && echo "no agent server (set MALCOLM_AGENT_ENDPOINT or build target/release/agent-server): runs use the ini's local fallback policy (power-of-2; local in DisciplineCompare)"
 
 # run NAME CONFIG RUNFILTER AGENT [extra opp_run args]; AGENT "yes": the agent server when
-# there is one (strict: no fallback), else the ini's fallback policy; "no": the ini's policy.
+# there is one (strict: no fallback), else the ini's fallback policy; "no": the ini's policy;
+# a tcp:// endpoint: the agent server there (strict).
 run() {
   local name="$1" config="$2" filter="$3" agent="$4"
   shift 4
   local args=(-u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c "$config" -r "$filter"
     "--result-dir=$out/$name" "--cmdenv-express-mode=true" "--cmdenv-status-frequency=600s")
   [ -n "$simtime" ] && args+=("--sim-time-limit=$simtime")
-  if [ "$agent" = yes ] && [ -n "$endpoint" ]; then
+  if [[ "$agent" == tcp://* ]]; then
+    args+=("--**.coordinator.agentEndpoint=\"$agent\"" "--**.coordinator.fallbackPolicy=\"\"")
+  elif [ "$agent" = yes ] && [ -n "$endpoint" ]; then
     args+=("--**.coordinator.agentEndpoint=\"$endpoint\"" "--**.coordinator.fallbackPolicy=\"\"")
   else
     args+=("--**.coordinator.agentEndpoint=\"\"")
@@ -91,7 +95,7 @@ print(sum(float(r["value"]) for r in rows) if rows else "nan")' "$2" "$3"
 
 echo "== 1. every config runs to completion in Cmdenv (first run, sim-time-limit ${simtime:-from ini})"
 # (Incast and IncastTwoTier run in check 2.)
-for c in Hetero Ideal DisciplineCompare PfcStorm HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
+for c in Hetero Ideal DisciplineCompare PfcStorm PfcStormHetero HeavyTailSweep StalenessSweep LoadSweep MicroBurst HeartbeatGolden TraceReplay; do
   run "all-$c" "$c" 0 yes && pass "$c"
 done
 
@@ -156,16 +160,40 @@ if [ -d "$out/all-PfcStorm" ]; then
   echo "      node 0 NIC PAUSEs to the ToR: $(sum_scalar "$d" '.*\.node\[0\]\.nic' 'pauseFramesSent:count'); ToR PAUSEs upstream: $(sum_scalar "$d" '.*\.tor' pauseFramesSentTotal) to $(sum_scalar "$d" '.*\.tor' portsThatSentPause) ports (max XOFF pairs $(sum_scalar "$d" '.*\.tor' 'pausedIngressPorts:max')); senders paused $(python3 -c "print(round(100*float('$(sum_scalar "$d" '.*\.node\[[1-4]\]\.nic' 'pausedFraction:timeavg')')/4))")% of the time"
 fi
 
-echo "== 5. sim speed, Hetero (events per wall-clock second)"
+echo "== 5. sim speed, Hetero (events per wall-clock second), one after the other"
+# Local policy, then Malcolm-Strict served greedily (eval mode, its own server), then the
+# learner training (the agent server above); the ratios say what the agent costs.
+speed() { sum_scalar "$out/$1" '.*\.coordinator' eventsPerWallSecond; }
+local_speed="" eval_speed="" train_speed=""
 if run speed-local Hetero 0 no; then
-  local_speed="$(sum_scalar "$out/speed-local" '.*\.coordinator' eventsPerWallSecond)"
+  local_speed="$(speed speed-local)"
   echo "      local policy power-of-2: $(printf '%.0f' "$local_speed") ev/s"
 fi
+bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
+if [ -n "$endpoint" ] && [ -x "$bin" ]; then
+  eval_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  "$bin" serve --bind "tcp://127.0.0.1:$eval_port" --control 127.0.0.1:0 --policy malcolm-strict --mode eval \
+    >"$out/agent-server-eval.log" 2>&1 &
+  eval_pid=$!
+  sleep 1
+  if kill -0 "$eval_pid" 2>/dev/null &&
+     run speed-agent-eval Hetero 0 "tcp://127.0.0.1:$eval_port"; then
+    eval_speed="$(speed speed-agent-eval)"
+    echo "      Malcolm-Strict evaluating (eval mode): $(printf '%.0f' "$eval_speed") ev/s, $(sum_scalar "$out/speed-agent-eval" '.*\.coordinator' agentSteps) Steps, $(printf '%.3f' "$(sum_scalar "$out/speed-agent-eval" '.*\.coordinator' bridgeWallSeconds)") s in bridge round trips"
+  fi
+  kill "$eval_pid" 2>/dev/null; wait "$eval_pid" 2>/dev/null || true
+fi
 if [ -n "$endpoint" ] && run speed-agent Hetero 0 yes; then
-  agent_speed="$(sum_scalar "$out/speed-agent" '.*\.coordinator' eventsPerWallSecond)"
+  train_speed="$(speed speed-agent)"
   steps="$(sum_scalar "$out/speed-agent" '.*\.coordinator' agentSteps)"
   bridge="$(sum_scalar "$out/speed-agent" '.*\.coordinator' bridgeWallSeconds)"
-  echo "      agent in the loop ($endpoint): $(printf '%.0f' "$agent_speed") ev/s, $steps Steps, $(printf '%.3f' "$bridge") s in bridge round trips"
+  echo "      agent server above ($endpoint, ${MALCOLM_AGENT_SERVER_ARGS:-malcolm-strict training}): $(printf '%.0f' "$train_speed") ev/s, $steps Steps, $(printf '%.3f' "$bridge") s in bridge round trips"
+fi
+if [ -n "$local_speed" ]; then
+  python3 -c "
+l, e, t = float('$local_speed'), '$eval_speed', '$train_speed'
+r = lambda x: f'{float(x) / l:.2f}' if x else 'n/a'
+print(f'      ratios: agent evaluating / local = {r(e)}, agent training / local = {r(t)} (goal >= 0.5)')"
 fi
 
 echo "== 6. unreachable agent: a clear error, or the named fallback policy when configured"

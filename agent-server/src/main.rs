@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use malcolm_lab::cli::{BenchArgs, EvalArgs, ReplayArgs, TrainArgs};
 use malcolm_lab::env_process::EnvArgs;
 use malcolm_lab::experiment::ExperimentArgs;
+use malcolm_lab::omnetpp::{OmnetppArgs, Outcome};
 use malcolm_serve::bridge::Shutdown;
 use malcolm_serve::server::{ServeArgs, Server};
 use std::path::PathBuf;
@@ -56,6 +57,11 @@ enum Command {
     /// PNG figures with 95% intervals into a results folder.
     #[command(name = "experiment")]
     Experiment(ExperimentArgs),
+    /// Train Malcolm-Strict on OMNeT++ Cmdenv runs of an ini config (validating on
+    /// validation repetitions, keeping the best checkpoint), then evaluate it greedily on
+    /// held-out repetitions against Po2 + FCFS and slack-greedy; write a results folder (CSV,
+    /// markdown with 95% intervals, PNG). Skips with a message where OMNeT++ is absent.
+    Omnetpp(OmnetppArgs),
 }
 
 #[derive(Args, Debug)]
@@ -80,6 +86,7 @@ impl Command {
             Command::Env(_) => "env",
             Command::Health(_) => "health",
             Command::Experiment(_) => "experiment",
+            Command::Omnetpp(_) => "omnetpp",
         }
     }
 }
@@ -139,6 +146,7 @@ fn real_main() -> Result<()> {
         }),
         Command::Health(a) => health(a),
         Command::Experiment(a) => malcolm_lab::experiment::run_cli(a),
+        Command::Omnetpp(a) => omnetpp(a),
     }
 }
 
@@ -236,6 +244,35 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     println!("{}", summary.markdown);
     println!("Results: {}", opts.out.display());
+    Ok(())
+}
+
+fn omnetpp(a: OmnetppArgs) -> Result<()> {
+    let stop = Shutdown::new();
+    let rt = runtime()?;
+    {
+        let stop = stop.clone();
+        rt.spawn(async move {
+            shutdown_signal().await;
+            tracing::warn!("interrupted: stopping the OMNeT++ runs, saving the checkpoint");
+            stop.trigger();
+        });
+    }
+    match malcolm_lab::omnetpp::run(&a, &stop)? {
+        Outcome::Skipped(why) => println!("{why}"),
+        Outcome::Done {
+            out,
+            interrupted: true,
+            ..
+        } => eprintln!(
+            "Interrupted; checkpoint and what finished written to {}",
+            out.display()
+        ),
+        Outcome::Done { out, markdown, .. } => {
+            println!("{markdown}");
+            println!("Results: {}", out.display());
+        }
+    }
     Ok(())
 }
 

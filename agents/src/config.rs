@@ -204,6 +204,10 @@ pub struct IqnConfig {
     /// libtorch intra-op threads, set process-wide when the factory starts; 0 leaves
     /// libtorch's default.
     pub torch_threads: usize,
+    /// Read the Step's link state (false: the ablation without link features: the path
+    /// features read as an idle, unpaused path and the slack features see no path queue).
+    /// Recorded in the checkpoint's config; a learner refuses a checkpoint trained otherwise.
+    pub link_features: bool,
 }
 
 impl Default for IqnConfig {
@@ -238,6 +242,7 @@ impl Default for IqnConfig {
             reward: RewardParams::default(),
             seed: 0,
             torch_threads: DEFAULT_TORCH_THREADS,
+            link_features: true,
         }
     }
 }

@@ -130,6 +130,8 @@ pub struct NodeInfo {
 pub struct FeatureBuilder {
     pub nodes: Vec<NodeInfo>,
     pub model: WaitModel,
+    /// Whether the Step's link state is read (false: every path looks idle and unpaused).
+    links: bool,
 }
 
 /// The decoded heartbeat view of one origin (stale GST, its own entry fresh).
@@ -186,7 +188,15 @@ impl FeatureBuilder {
         Ok(Self {
             nodes,
             model: WaitModel::new(hello),
+            links: true,
         })
+    }
+
+    /// Ignores the Step's link state (the ablation without link features): the path
+    /// features then read as an idle, unpaused path and the wait model sees no path queue.
+    pub fn without_links(mut self) -> Self {
+        self.links = false;
+        self
     }
 
     pub fn n(&self) -> usize {
@@ -223,6 +233,10 @@ impl FeatureBuilder {
     pub fn begin_step(&mut self, step: &Step) -> Result<(), PolicyError> {
         self.check(step)?;
         self.model.begin_step(step);
+        if !self.links {
+            // A Step without links resets every port to idle and unpaused.
+            self.model.links.update(&Step::default());
+        }
         Ok(())
     }
 
@@ -609,6 +623,39 @@ mod tests {
         // A link naming a node outside the rack is refused.
         step.links[0].node_id = 9;
         assert!(fb.begin_step(&step).is_err());
+    }
+
+    #[test]
+    fn without_links_a_paused_path_looks_calm() {
+        let mut hello = rack_hello(&[(1.0, 4), (1.0, 4)]);
+        hello.parameters.insert("link_gbps".into(), "100".into());
+        let features = |fb: &mut FeatureBuilder, step: &Step| {
+            fb.begin_step(step).unwrap();
+            let mut view = OriginView::default();
+            fb.origin_view(step, 0, &mut view);
+            let mut shared = vec![0.0; SHARED_FEATURES];
+            let mut cand = vec![0.0; 2 * CANDIDATE_FEATURES];
+            fb.task(step, &step.tasks[0], &view, &mut shared, &mut cand)
+                .unwrap();
+            cand
+        };
+        let calm_step = two_node_step();
+        let mut stormy_step = calm_step.clone();
+        stormy_step.links.push(malcolm_proto::bridge::LinkState {
+            node_id: 1,
+            uplink: false,
+            queue_bytes: 50_000,
+            pfc_paused: true,
+            pause_frames: 7,
+            ..Default::default()
+        });
+        let mut masked = FeatureBuilder::from_hello(&hello).unwrap().without_links();
+        let calm = features(&mut masked, &calm_step);
+        let stormy = features(&mut masked, &stormy_step);
+        assert_eq!(calm, stormy, "masked: the link state changes nothing");
+        let mut full = FeatureBuilder::from_hello(&hello).unwrap();
+        let seen = features(&mut full, &stormy_step);
+        assert_eq!(seen[CANDIDATE_FEATURES + 11], 1.0, "unmasked: path_paused");
     }
 
     #[test]

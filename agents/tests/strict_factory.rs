@@ -317,6 +317,15 @@ fn eval_is_deterministic_and_checkpoints_round_trip() {
         "{err}"
     );
 
+    // A learner without link features refuses weights trained with them (and says so).
+    let masked = StrictFactory::new(IqnConfig {
+        link_features: false,
+        ..small_config(2)
+    })
+    .unwrap();
+    let err = masked.load_checkpoint(&path).unwrap_err().to_string();
+    assert!(err.contains("link_features = true"), "{err}");
+
     // A checkpoint of the previous format (feature layout 1) is refused, saying why.
     let old = dir.path().join("old.safetensors");
     let t = tch::Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu));

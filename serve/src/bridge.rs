@@ -198,13 +198,18 @@ impl Bridge {
             senders.push(tx);
             handles.push(h);
         }
-        tracing::info!(
-            endpoints = ?self.endpoints,
-            workers = n_workers,
-            max_message_bytes = self.cfg.max_message_bytes,
-            hard_cap_bytes = self.cfg.hard_cap_bytes(),
-            "bridge serving"
-        );
+        // A bridge per run or episode (in-process training) says so at DEBUG only.
+        if self.cfg.session.announce {
+            tracing::info!(
+                endpoints = ?self.endpoints,
+                workers = n_workers,
+                max_message_bytes = self.cfg.max_message_bytes,
+                hard_cap_bytes = self.cfg.hard_cap_bytes(),
+                "bridge serving"
+            );
+        } else {
+            tracing::debug!(endpoints = ?self.endpoints, workers = n_workers, "bridge serving");
+        }
         let raw_router = self.router.as_mut_ptr();
         let mut router = Router {
             raw_router,
@@ -226,8 +231,13 @@ impl Bridge {
             h.join()
                 .map_err(|_| BridgeError::Worker("a worker panicked".into()))?;
         }
+        let announce = self.cfg.session.announce;
         self.close();
-        tracing::info!("bridge stopped");
+        if announce {
+            tracing::info!("bridge stopped");
+        } else {
+            tracing::debug!("bridge stopped");
+        }
         result
     }
 

@@ -10,6 +10,7 @@
 //! - [`bridge`]: the ZeroMQ ROUTER data path serving many sessions, workers, expiry.
 //! - [`loopback`]: the same session contract in process, as rack-sim's env-side `Transport`.
 //! - [`shared`]: the active policy, counters and the decision-latency histogram.
+//! - [`links`]: placements behind a PFC-paused link, counted from each Step's link state.
 //! - [`control`]: the tonic control plane (status, mode, policy, checkpoints, metrics).
 //! - [`trace`]: trace files, recorded by the bridge and read back by replay.
 //! - [`server`]: `serve` = bridge + control plane + recorder, checkpoint on shutdown.
@@ -21,6 +22,7 @@
 pub mod bridge;
 pub mod config;
 pub mod control;
+pub mod links;
 pub mod loopback;
 mod rawmsg;
 pub mod registry;

@@ -30,6 +30,9 @@ pub struct Counters {
     pub episodes: AtomicU64,
     pub outcomes: AtomicU64,
     pub outcomes_missed: AtomicU64,
+    /// Tasks placed on a remote node while the origin's uplink or the target's downlink was
+    /// PFC-paused in the Step's link state (behind a paused link at decision time).
+    pub placed_behind_paused: AtomicU64,
 }
 
 impl Counters {

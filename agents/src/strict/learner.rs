@@ -278,6 +278,20 @@ impl Learner {
                 self.arch
             )));
         }
+        // Checkpoints from before the flag existed read the links.
+        let link_features = d
+            .metadata
+            .get("config")
+            .and_then(|c| serde_json::from_str::<serde_json::Value>(c).ok())
+            .and_then(|c| c.get("link_features").and_then(|v| v.as_bool()))
+            .unwrap_or(true);
+        if link_features != self.config.link_features {
+            return Err(incompatible(format!(
+                "trained with link_features = {link_features}, this learner has \
+                 link_features = {} (set it in the agents config to match)",
+                self.config.link_features
+            )));
+        }
         let counter = |k: &str| -> Result<u64, CheckpointError> {
             d.metadata
                 .get(k)

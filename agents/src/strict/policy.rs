@@ -125,8 +125,13 @@ impl StrictPolicy {
         hello: &Hello,
         seed: u64,
     ) -> Result<Self, PolicyError> {
-        let fb = FeatureBuilder::from_hello(hello)?;
         let c = &shared.config;
+        let fb = FeatureBuilder::from_hello(hello)?;
+        let fb = if c.link_features {
+            fb
+        } else {
+            fb.without_links()
+        };
         let snap = pinned.clone().unwrap_or_else(|| shared.snapshot());
         Ok(Self {
             reward: c.reward.into(),

@@ -548,6 +548,10 @@ impl Session {
         a.pending = pending;
         Counters::add(&shared.counters.steps, 1);
         Counters::add(&shared.counters.decisions, step.tasks.len() as u64);
+        let behind = crate::links::behind_paused(step, &d.targets, n);
+        if behind > 0 {
+            Counters::add(&shared.counters.placed_behind_paused, behind);
+        }
         Ok(Placement {
             step_index: step.step_index,
             targets: d.targets.clone(),
