@@ -206,6 +206,22 @@ impl Validator {
     }
 }
 
+/// A progress bar over a wall-clock budget in seconds (hidden when `show` is false), labelled
+/// `what`; training loops set its position to the elapsed seconds.
+pub(crate) fn budget_bar(show: bool, budget: Duration, what: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(budget.as_secs().max(1));
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}}s {{msg}}"
+        ))
+        .expect("valid template"),
+    );
+    pb
+}
+
 /// Trains the active policy of `shared` (put it in train mode first) until the budget is
 /// spent, `stop` is triggered or `max_episodes` finished. Returns the learning curve and the
 /// validations.
@@ -339,18 +355,7 @@ pub fn train(
         }));
     }
     drop(tx);
-    let pb = if opts.show_progress {
-        let pb = ProgressBar::new(opts.budget.as_secs().max(1));
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} training [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}",
-            )
-            .expect("valid template"),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let pb = budget_bar(opts.show_progress, opts.budget, "training");
     let mut curve: Vec<CurvePoint> = Vec::new();
     let mut failure = None;
     let tick = Duration::from_millis(250);

@@ -5,7 +5,6 @@
 
 use super::runner::{run_served, Omnetpp, RunError, RunSpec};
 use crate::train::ValidationPoint;
-use indicatif::{ProgressBar, ProgressStyle};
 use malcolm_policies::{Mode, PolicyError, PolicyFactory};
 use malcolm_serve::bridge::Shutdown;
 use std::path::PathBuf;
@@ -248,18 +247,7 @@ pub fn train(
             Ok(())
         })
     });
-    let pb = if plan.show_progress {
-        let pb = ProgressBar::new(plan.budget.as_secs().max(1));
-        pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner} training in OMNeT++ [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}",
-            )
-            .expect("valid template"),
-        );
-        pb
-    } else {
-        ProgressBar::hidden()
-    };
+    let pb = crate::train::budget_bar(plan.show_progress, plan.budget, "training in OMNeT++");
     let mut runs: Vec<TrainRun> = Vec::new();
     let mut failure = None;
     let mut last_line = Instant::now();

@@ -1,6 +1,6 @@
 """Bridge protocol v1 on the agent side: the generated message classes, checked decoding of
 envelopes (size, version, body), building replies, and the validation every agent owes the
-env (the same checks as agent-server's ``session.rs``). No sockets here."""
+env (the same checks as the server's ``serve/src/session/``). No sockets here."""
 
 from __future__ import annotations
 
