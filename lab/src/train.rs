@@ -206,20 +206,63 @@ impl Validator {
     }
 }
 
-/// A progress bar over a wall-clock budget in seconds (hidden when `show` is false), labelled
-/// `what`; training loops set its position to the elapsed seconds.
-pub(crate) fn budget_bar(show: bool, budget: Duration, what: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
+/// Progress of a training loop over a wall-clock budget: a bar on a terminal; without one
+/// (logs, CI) the bar draws nothing, so the latest line is logged every
+/// [`NON_TTY_PROGRESS_EVERY`] instead. Hidden when `show` is false.
+pub(crate) struct BudgetProgress {
+    pb: ProgressBar,
+    budget: Duration,
+    log_lines: bool,
+    last_line: Instant,
+}
+
+impl BudgetProgress {
+    pub(crate) fn new(show: bool, budget: Duration, what: &str) -> Self {
+        let pb = if show {
+            let pb = ProgressBar::new(budget.as_secs().max(1));
+            pb.set_style(
+                ProgressStyle::with_template(&format!(
+                    "{{spinner}} {what} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}}s {{msg}}"
+                ))
+                .expect("valid template"),
+            );
+            pb
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            pb,
+            budget,
+            log_lines: show && !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            last_line: Instant::now(),
+        }
     }
-    let pb = ProgressBar::new(budget.as_secs().max(1));
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} [{{elapsed_precise}}] {{bar:30}} {{pos}}/{{len}}s {{msg}}"
-        ))
-        .expect("valid template"),
-    );
-    pb
+
+    pub(crate) fn set_elapsed(&self, elapsed: Duration) {
+        self.pb
+            .set_position(elapsed.as_secs().min(self.budget.as_secs()));
+    }
+
+    pub(crate) fn set_message(&self, message: &'static str) {
+        self.pb.set_message(message);
+    }
+
+    /// Shows `line` (an episode's or run's summary), and logs it when it is time.
+    pub(crate) fn report(&mut self, elapsed: Duration, line: String) {
+        if self.log_lines && self.last_line.elapsed() >= NON_TTY_PROGRESS_EVERY {
+            self.last_line = Instant::now();
+            tracing::info!(
+                elapsed_s = elapsed.as_secs(),
+                budget_s = self.budget.as_secs(),
+                "{line}"
+            );
+        }
+        self.pb.set_message(line);
+    }
+
+    pub(crate) fn finish(&self) {
+        self.pb.finish_and_clear();
+    }
 }
 
 /// Trains the active policy of `shared` (put it in train mode first) until the budget is
@@ -355,15 +398,14 @@ pub fn train(
         }));
     }
     drop(tx);
-    let pb = budget_bar(opts.show_progress, opts.budget, "training");
+    let mut pb = BudgetProgress::new(opts.show_progress, opts.budget, "training");
     let mut curve: Vec<CurvePoint> = Vec::new();
     let mut failure = None;
     let tick = Duration::from_millis(250);
     let mut last_rate = (Instant::now(), 0u64);
-    let mut last_line = Instant::now();
     loop {
         let elapsed = started.elapsed();
-        pb.set_position(elapsed.as_secs().min(opts.budget.as_secs()));
+        pb.set_elapsed(elapsed);
         let done = elapsed >= opts.budget
             || stop.is_triggered()
             || opts.max_episodes.is_some_and(|m| curve.len() as u64 >= m);
@@ -402,19 +444,7 @@ pub fn train(
                     l.transitions_dropped,
                     best.unwrap_or_default(),
                 );
-                // Without a terminal (logs, CI) the bar draws nothing: a line now and then.
-                if opts.show_progress
-                    && !std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && last_line.elapsed() >= NON_TTY_PROGRESS_EVERY
-                {
-                    last_line = Instant::now();
-                    tracing::info!(
-                        elapsed_s = started.elapsed().as_secs(),
-                        budget_s = opts.budget.as_secs(),
-                        "{line}"
-                    );
-                }
-                pb.set_message(line);
+                pb.report(started.elapsed(), line);
                 tracing::debug!(episode = p.episode, miss_rate = p.miss_rate, "episode done");
                 curve.push(p);
             }
@@ -445,7 +475,7 @@ pub fn train(
             }
         }
     }
-    pb.finish_and_clear();
+    pb.finish();
     bridge_stop.trigger();
     bridge_thread.join().map_err(|_| TrainError::Panicked)??;
     let _ = std::fs::remove_file(&ipc);

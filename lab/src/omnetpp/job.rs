@@ -4,7 +4,7 @@
 //! on validation repetitions (never the held-out test ones) and keeps the best checkpoint.
 
 use super::runner::{run_served, Omnetpp, RunError, RunSpec};
-use crate::train::ValidationPoint;
+use crate::train::{BudgetProgress, ValidationPoint};
 use malcolm_policies::{Mode, PolicyError, PolicyFactory};
 use malcolm_serve::bridge::Shutdown;
 use std::path::PathBuf;
@@ -19,8 +19,6 @@ pub const VALIDATION_REP_BASE: u64 = 200;
 pub const EVAL_REP_BASE: u64 = 100;
 /// Training repetitions cycle below this (they never reach the test runs).
 pub const TRAIN_REPS: u64 = EVAL_REP_BASE;
-/// A progress line this often when stderr is not a terminal.
-const NON_TTY_PROGRESS_EVERY: Duration = Duration::from_secs(30);
 
 /// What the training part needs.
 #[derive(Debug, Clone)]
@@ -247,13 +245,12 @@ pub fn train(
             Ok(())
         })
     });
-    let pb = crate::train::budget_bar(plan.show_progress, plan.budget, "training in OMNeT++");
+    let mut pb = BudgetProgress::new(plan.show_progress, plan.budget, "training in OMNeT++");
     let mut runs: Vec<TrainRun> = Vec::new();
     let mut failure = None;
-    let mut last_line = Instant::now();
     loop {
         let elapsed = started.elapsed();
-        pb.set_position(elapsed.as_secs().min(plan.budget.as_secs()));
+        pb.set_elapsed(elapsed);
         let done = elapsed >= plan.budget
             || stop.is_triggered()
             || plan.max_runs.is_some_and(|m| runs.len() as u64 >= m);
@@ -282,14 +279,7 @@ pub fn train(
                     l.target_samples_per_insert,
                     best.unwrap_or_default()
                 );
-                if plan.show_progress
-                    && !std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && last_line.elapsed() >= NON_TTY_PROGRESS_EVERY
-                {
-                    last_line = Instant::now();
-                    tracing::info!(elapsed_s = elapsed.as_secs(), "{line}");
-                }
-                pb.set_message(line);
+                pb.report(elapsed, line);
                 runs.push(*r);
             }
             Ok(Msg::Failed(e)) => {
@@ -326,7 +316,7 @@ pub fn train(
             }
         }
     }
-    pb.finish_and_clear();
+    pb.finish();
     if let Some(e) = failure {
         return Err(e);
     }
