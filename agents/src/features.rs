@@ -312,17 +312,8 @@ impl FeatureBuilder {
     /// The static candidate features of every node as `origin` sees it: `out` is
     /// `n x CANDIDATE_FEATURES`; the first [`STATIC_CANDIDATE_FEATURES`] of each row are
     /// written, the dynamic ones are left for [`FeatureBuilder::candidate_dynamic`].
-    /// `state_wait_ns` gets the state part of every node's wait estimate.
-    pub fn origin_static(
-        &self,
-        view: &OriginView,
-        origin: usize,
-        out: &mut [f32],
-        state_wait_ns: &mut Vec<f64>,
-    ) {
+    pub fn origin_static(&self, view: &OriginView, origin: usize, out: &mut [f32]) {
         debug_assert_eq!(out.len(), self.n() * CANDIDATE_FEATURES);
-        state_wait_ns.clear();
-        state_wait_ns.extend_from_slice(&view.state_wait_ns);
         for (j, c) in out.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
             self.static_row(view, origin, j, c);
         }
@@ -333,7 +324,7 @@ impl FeatureBuilder {
     /// the transfer, path queues included), slack after the wait model's estimated wait, the
     /// origin's own recent placements on `j` and this Step's placements on `j` by other
     /// origins.
-    /// `state_wait_ns` is node `j`'s entry from [`FeatureBuilder::origin_static`].
+    /// `state_wait_ns` is node `j`'s entry of [`OriginView::state_wait_ns`].
     pub fn candidate_dynamic(
         &self,
         step: &Step,
@@ -364,28 +355,41 @@ impl FeatureBuilder {
         row[17] = ln_1p(wait.step_ns as f32 / 1e3) / 8.0;
     }
 
-    /// The wait model's estimated slack (ns) of `task` on node `j` (what
-    /// `slack_after_estimated_wait` encodes), without building the row: ranks a large rack's
-    /// candidates before their features are built.
-    pub fn estimated_slack_ns(
+    /// The wait model's estimated slack (ns) of `task` on every node but those in `skip` (what
+    /// `slack_after_estimated_wait` encodes), before any placement of the Step, pushed as
+    /// (slack, node) into `out`: ranks a large rack's candidates before their rows are built.
+    /// `start_wait` and `path_queue` are the origin's [`WaitModel::total_waits`] and
+    /// [`WaitModel::path_queue_ns`] per node, computed once per origin and Step.
+    pub fn start_slacks(
         &self,
         step: &Step,
         task: &PendingTask,
-        j: usize,
-        state_wait_ns: f64,
-    ) -> f64 {
-        let o = task.origin as usize;
-        let m = &self.model;
-        let wait = m.wait_from_state(step, o, j, state_wait_ns);
-        let transfer = m.transfer_ns(o, j, task.size_bytes);
-        m.slack_ns(
-            step.sim_time_ns,
-            &wait,
-            transfer,
-            task.service_estimate_ns,
-            task.deadline_ns,
-            j,
-        )
+        start_wait: &[f64],
+        path_queue: &[f64],
+        skip: &[u32],
+        out: &mut Vec<(f64, u32)>,
+    ) {
+        let (o, m) = (task.origin as usize, &self.model);
+        debug_assert!(m.placements_in_step() == 0, "start-of-Step waits are stale");
+        // The same sums as `transfer_ns` and `slack_ns` (local: no transfer).
+        let remote = m.net.remote_transfer_ns(task.size_bytes) as f64;
+        out.extend((0..self.n() as u32).filter(|j| !skip.contains(j)).map(|j| {
+            let ju = j as usize;
+            let transfer = if ju == o {
+                0.0
+            } else {
+                remote + path_queue[ju]
+            };
+            let slack = m.slack_after(
+                step.sim_time_ns,
+                start_wait[ju],
+                transfer,
+                task.service_estimate_ns,
+                task.deadline_ns,
+                ju,
+            );
+            (slack, j)
+        }));
     }
 
     /// Writes the shared features of `task` into `shared` (len [`SHARED_FEATURES`]); refuses a
@@ -467,10 +471,9 @@ impl FeatureBuilder {
         cand: &mut [f32],
     ) -> Result<(), PolicyError> {
         self.task_shared(step, task, view, shared)?;
-        let mut state = Vec::new();
-        self.origin_static(view, task.origin as usize, cand, &mut state);
+        self.origin_static(view, task.origin as usize, cand);
         for (j, row) in cand.chunks_exact_mut(CANDIDATE_FEATURES).enumerate() {
-            self.candidate_dynamic(step, task, j, state[j], row);
+            self.candidate_dynamic(step, task, j, view.state_wait_ns[j], row);
             Self::check_candidate(task, j, row)?;
         }
         Ok(())

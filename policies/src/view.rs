@@ -271,6 +271,11 @@ impl WaitModel {
         self.links.update(step);
     }
 
+    /// Placements recorded in the current Step so far.
+    pub fn placements_in_step(&self) -> usize {
+        self.step_log.len()
+    }
+
     /// Work per core that `o` placed on `j` during this Step.
     fn own_in_step(&self, o: usize, j: usize) -> f64 {
         if self.step_total[j] == 0.0 {
@@ -540,6 +545,58 @@ mod tests {
         m.begin_step(&s2);
         let w = m.wait(&s2, 0, 1);
         assert_eq!((w.own_ns, w.step_ns), (16_000.0, 0.0));
+    }
+
+    /// The per-origin pass (`total_waits`, `path_queue_ns`, `slack_after`) that ranks a large
+    /// rack's candidates equals the per-node estimate bit for bit before any placement.
+    #[test]
+    fn the_per_origin_pass_equals_the_per_node_estimate() {
+        use malcolm_proto::bridge::LinkState;
+        let mut h = hello(&[(1, 1.0), (2, 0.5), (4, 2.0)]);
+        h.parameters
+            .insert("mean_service_ns".into(), "20000".into());
+        h.parameters.insert("link_gbps".into(), "100".into());
+        h.parameters.insert("one_way_ns".into(), "2500".into());
+        let mut m = WaitModel::new(&h);
+        let mut n0 = node(0, 3, 40);
+        n0.gst = Some(gst(
+            &[hb(0, 0, true), hb(1, 5, false), hb(2, 9, false)],
+            3_000,
+        ));
+        let t = task(1, 0, 20_000, 150_000);
+        let mut s = step(vec![n0, node(1, 0, 0), node(2, 0, 0)], vec![t]);
+        s.links = vec![LinkState {
+            node_id: 2,
+            uplink: false,
+            queue_bytes: 40_000,
+            ..Default::default()
+        }];
+        m.begin_step(&s);
+        // An earlier Step's placement from origin 0 on node 1 is still in its own backlog.
+        m.record(0, 1, 30_000);
+        s.sim_time_ns += 1_000;
+        m.begin_step(&s);
+        let states: Vec<f64> = (0..3).map(|j| m.state_wait_ns(&s, 0, j)).collect();
+        let mut totals = Vec::new();
+        m.total_waits(&s, 0, &states, &mut totals);
+        let remote = m.net.remote_transfer_ns(t.size_bytes) as f64;
+        for (j, &total) in totals.iter().enumerate() {
+            let w = m.wait(&s, 0, j);
+            assert_eq!(total.to_bits(), w.total_ns().to_bits(), "node {j}");
+            let transfer = if j == 0 {
+                0.0
+            } else {
+                remote + m.path_queue_ns(0, j)
+            };
+            assert_eq!(
+                transfer.to_bits(),
+                m.transfer_ns(0, j, t.size_bytes).to_bits()
+            );
+            let per_node = m.slack_ns(s.sim_time_ns, &w, transfer, 20_000, 150_000, j);
+            let pass = m.slack_after(s.sim_time_ns, total, transfer, 20_000, 150_000, j);
+            assert_eq!(per_node.to_bits(), pass.to_bits(), "node {j}");
+        }
+        assert!(totals[1] > 0.0 && m.path_queue_ns(0, 2) > 0.0, "{totals:?}");
     }
 
     #[test]

@@ -271,31 +271,17 @@ impl StrictPolicy {
                 out.push(j);
             }
         }
-        // What `FeatureBuilder::estimated_slack_ns` computes, from the origin's start-of-Step
-        // waits and path queues (no placement of this Step has been recorded yet).
         let cache = &self.origin_rows[&task.origin];
-        let model = &self.fb.model;
-        let now = step.sim_time_ns;
-        let remote = model.net.remote_transfer_ns(task.size_bytes) as f64;
         let mut rest = std::mem::take(&mut self.rank_buf);
         rest.clear();
-        rest.extend((0..n as u32).filter(|j| !out.contains(j)).map(|j| {
-            let ju = j as usize;
-            let transfer = if ju == origin {
-                0.0
-            } else {
-                remote + cache.path_queue[ju]
-            };
-            let slack = model.slack_after(
-                now,
-                cache.start_wait[ju],
-                transfer,
-                task.service_estimate_ns,
-                task.deadline_ns,
-                ju,
-            );
-            (slack, j)
-        }));
+        self.fb.start_slacks(
+            step,
+            task,
+            &cache.start_wait,
+            &cache.path_queue,
+            out,
+            &mut rest,
+        );
         let k = m - out.len();
         rest.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
         out.extend(rest[..k].iter().map(|&(_, j)| j));
