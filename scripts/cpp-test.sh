@@ -3,7 +3,8 @@
 # GoogleTest, in omnetpp/build (git-ignored). Idempotent; fast when up to date.
 #   scripts/cpp-test.sh
 # MALCOLM_AGENT_SERVER_BIN=target/release/agent-server enables the round trip against the
-# real agent server (skipped with a message otherwise). Where OMNeT++ is found (OMNETPP_ROOT
+# real agent server (skipped with a message otherwise); target/release/libmalcolm_agent.so (or
+# MALCOLM_AGENT_LIBRARY) the embedded agent's tests. Where OMNeT++ is found (OMNETPP_ROOT
 # or opp_run on PATH) the same build also compiles the simple modules; otherwise it says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,11 @@ if [ -z "${MALCOLM_AGENT_SERVER_BIN:-}" ] && [ -x target/release/agent-server ];
   export MALCOLM_AGENT_SERVER_BIN="$PWD/target/release/agent-server"
 fi
 echo "agent server for the round-trip test: ${MALCOLM_AGENT_SERVER_BIN:-none (test skipped)}"
+# The embedded agent's tests run when its library is there.
+if [ -z "${MALCOLM_AGENT_LIBRARY:-}" ] && [ -f target/release/libmalcolm_agent.so ]; then
+  export MALCOLM_AGENT_LIBRARY="$PWD/target/release/libmalcolm_agent.so"
+fi
+echo "embedded agent library: ${MALCOLM_AGENT_LIBRARY:-none (embedded tests skipped)}"
 echo "== C++ core tests (ctest in $build)"
 ctest --test-dir "$build" --output-on-failure --timeout 120 >"$build/last-ctest.log" 2>&1 && rc=0 || rc=$?
 grep -v -E '^ *Start +[0-9]+:|Test +#[0-9]+: .* Passed' "$build/last-ctest.log" || true

@@ -11,7 +11,7 @@ echo "== Rust workspace tests (release profile, shared with the main job)"
 cargo test --release --workspace
 
 echo "== Bridge benchmark, --quick: Step round trip through the bridge beside the raw canned-reply floor"
-cargo build --release -p agent-server
+cargo build --release -p agent-server -p malcolm-agent-ffi
 target/release/agent-server --log warn bench bridge --quick
 
 echo "== Python adapter (python/: pytest against live agent-server env processes)"

@@ -17,11 +17,22 @@ const char* BridgeError::codeName(Code code)
 }
 
 BridgeClient::BridgeClient(const BridgeClientOptions& options)
-    : options_(options), context_(1), socket_(context_, zmq::socket_type::dealer)
+    : options_(options)
 {
     if (options.timeoutMs <= 0)
         throw BridgeError(BridgeError::Code::Transport, "bridge timeout must be > 0 ms");
+    if (options.endpoint.rfind(kEmbeddedScheme, 0) == 0) {
+        try {
+            embedded_ = std::make_unique<EmbeddedAgent>(options.agentLibrary,
+                                                        options.endpoint.substr(std::string(kEmbeddedScheme).size()));
+        }
+        catch (const EmbeddedAgentError& e) {
+            throw BridgeError(BridgeError::Code::Transport, e.what());
+        }
+        return;
+    }
     try {
+        socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);  // starts ZeroMQ's I/O thread
         socket_.set(zmq::sockopt::linger, 0);  // never block process exit on unsent messages
         socket_.set(zmq::sockopt::sndtimeo, options.timeoutMs);
         socket_.set(zmq::sockopt::rcvtimeo, options.timeoutMs);
@@ -35,15 +46,32 @@ BridgeClient::BridgeClient(const BridgeClientOptions& options)
 
 BridgeClient::~BridgeClient() = default;
 
-pb::Envelope BridgeClient::roundTrip(pb::Envelope& request, const char* what)
+const pb::Envelope& BridgeClient::roundTrip(pb::Envelope& request, const char* what)
 {
-    using Clock = std::chrono::steady_clock;
     const uint64_t id = nextRequestId_++;
     request.set_protocol_version(kProtocolVersion);
     request.set_request_id(id);
-    std::string bytes;
+    std::string& bytes = requestBytes_;
     if (!request.SerializeToString(&bytes))
         throw BridgeError(BridgeError::Code::Transport, std::string("cannot serialise ") + what);
+    if (!embedded_)
+        return zmqRoundTrip(bytes, id, what);
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    try {
+        embedded_->call(bytes, data, size);
+    }
+    catch (const EmbeddedAgentError& e) {
+        throw BridgeError(BridgeError::Code::Transport, std::string(what) + ": " + e.what());
+    }
+    if (!acceptReply(data, size, id, reply_, what))
+        throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": embedded agent answered another request");
+    return reply_;
+}
+
+const pb::Envelope& BridgeClient::zmqRoundTrip(const std::string& bytes, uint64_t id, const char* what)
+{
+    using Clock = std::chrono::steady_clock;
     try {
         if (options_.emptyDelimiter)
             socket_.send(zmq::message_t(), zmq::send_flags::sndmore);
@@ -85,46 +113,56 @@ pb::Envelope BridgeClient::roundTrip(pb::Envelope& request, const char* what)
         if (frames.empty())
             continue;
         const zmq::message_t& payload = frames.back();
-        if (payload.size() > options_.maxReplyBytes)
-            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply of " + std::to_string(payload.size()) +
-                                                               " bytes exceeds the limit");
-        pb::Envelope reply;
-        if (!reply.ParseFromArray(payload.data(), static_cast<int>(payload.size())))
-            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply is not a bridge Envelope");
-        if (reply.request_id() != id) {
-            discardedReplies_++;  // a late answer to an earlier request
-            continue;
-        }
-        if (reply.protocol_version() != kProtocolVersion)
-            throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": agent speaks protocol version " +
-                                                               std::to_string(reply.protocol_version()) + ", not 1");
-        if (reply.has_error())
-            throw BridgeError(BridgeError::Code::AgentError,
-                              std::string(what) + " refused by agent: " +
-                                  pb::ErrorCode_Name(reply.error().code()) + ": " + reply.error().message(),
-                              reply.error().code());
-        return reply;
+        if (acceptReply(payload.data(), payload.size(), id, reply_, what))
+            return reply_;
     }
     throw BridgeError(BridgeError::Code::Timeout, std::string(what) + ": no reply from agent at " + options_.endpoint +
                                                       " within " + std::to_string(options_.timeoutMs) +
                                                       " ms (is the agent server running?)");
 }
 
+bool BridgeClient::acceptReply(const void* data, size_t size, uint64_t id, pb::Envelope& reply, const char* what)
+{
+    if (size > options_.maxReplyBytes)
+        throw BridgeError(BridgeError::Code::BadReply,
+                          std::string(what) + ": reply of " + std::to_string(size) + " bytes exceeds the limit");
+    if (!reply.ParseFromArray(data, static_cast<int>(size)))
+        throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply is not a bridge Envelope");
+    if (reply.request_id() != id) {
+        discardedReplies_++;  // a late answer to an earlier request
+        return false;
+    }
+    if (reply.protocol_version() != kProtocolVersion)
+        throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": agent speaks protocol version " +
+                                                           std::to_string(reply.protocol_version()) + ", not 1");
+    if (reply.has_error())
+        throw BridgeError(BridgeError::Code::AgentError,
+                          std::string(what) + " refused by agent: " + pb::ErrorCode_Name(reply.error().code()) + ": " +
+                              reply.error().message(),
+                          reply.error().code());
+    return true;
+}
+
 pb::Welcome BridgeClient::hello(const pb::Hello& hello)
 {
     pb::Envelope req;
     *req.mutable_hello() = hello;
-    pb::Envelope reply = roundTrip(req, "Hello");
+    const pb::Envelope& reply = roundTrip(req, "Hello");
     if (!reply.has_welcome())
         throw BridgeError(BridgeError::Code::BadReply, "Hello: expected Welcome from agent");
     return reply.welcome();
 }
 
-pb::Placement BridgeClient::step(const pb::Step& step)
+const pb::Placement& BridgeClient::step(pb::Step step)
 {
-    pb::Envelope req;
-    *req.mutable_step() = step;
-    pb::Envelope reply = roundTrip(req, "Step");
+    nextStep().Swap(&step);
+    return sendStep();
+}
+
+const pb::Placement& BridgeClient::sendStep()
+{
+    const pb::Step& step = stepRequest_.step();
+    const pb::Envelope& reply = roundTrip(stepRequest_, "Step");
     if (!reply.has_placement())
         throw BridgeError(BridgeError::Code::BadReply, "Step: expected Placement from agent");
     const pb::Placement& p = reply.placement();
@@ -141,7 +179,7 @@ void BridgeClient::episodeEnd(const pb::EpisodeEnd& end)
 {
     pb::Envelope req;
     *req.mutable_episode_end() = end;
-    pb::Envelope reply = roundTrip(req, "EpisodeEnd");
+    const pb::Envelope& reply = roundTrip(req, "EpisodeEnd");
     if (!reply.has_ack())
         throw BridgeError(BridgeError::Code::BadReply, "EpisodeEnd: expected Ack from agent");
 }
@@ -150,9 +188,17 @@ void BridgeClient::close(const std::string& reason)
 {
     pb::Envelope req;
     req.mutable_close()->set_reason(reason);
-    pb::Envelope reply = roundTrip(req, "Close");
+    const pb::Envelope& reply = roundTrip(req, "Close");
     if (!reply.has_ack())
         throw BridgeError(BridgeError::Code::BadReply, "Close: expected Ack from agent");
+    if (embedded_) {
+        try {
+            embedded_->close();
+        }
+        catch (const EmbeddedAgentError& e) {
+            throw BridgeError(BridgeError::Code::Transport, e.what());
+        }
+    }
 }
 
 }  // namespace malcolm

@@ -2,7 +2,8 @@
 // DEALER connected to the agent's ROUTER, lockstep request/reply with monotonic request ids,
 // a timeout on every wait and a clear BridgeError when the agent is unreachable or answers
 // with an Error envelope. Replies carrying another request id (late answers to a request
-// that already timed out) are discarded.
+// that already timed out) are discarded. An endpoint "embedded:<flags>" loads the agent into
+// this process instead (embedded_agent.h): same bytes, same checks, no sockets.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 
 #include <zmq.hpp>
 
+#include "embedded_agent.h"
 #include "malcolm/bridge/v1/bridge.pb.h"
 
 namespace malcolm {
@@ -40,9 +42,15 @@ class BridgeError : public std::runtime_error
     pb::ErrorCode agentCode_;
 };
 
+// Endpoints starting with this are embedded agents; the rest of the string is their flags.
+constexpr const char* kEmbeddedScheme = "embedded:";
+
 struct BridgeClientOptions
 {
+    // tcp://HOST:PORT or ipc://PATH (an agent server), or "embedded:<flags>".
     std::string endpoint = "tcp://127.0.0.1:5555";
+    // The embedded agent's library ("": $MALCOLM_AGENT_LIBRARY, else the loader's search path).
+    std::string agentLibrary;
     // Longest wait for any reply.
     int timeoutMs = 5000;
     // REQ-compatible framing: an empty delimiter frame before the payload, as a REQ socket
@@ -60,21 +68,37 @@ class BridgeClient
     BridgeClient& operator=(const BridgeClient&) = delete;
 
     pb::Welcome hello(const pb::Hello& hello);
-    // Checks that the placement has one target per pending task.
-    pb::Placement step(const pb::Step& step);
+    // Checks that the placement has one target per pending task. The reply stays valid until
+    // the next request.
+    const pb::Placement& step(pb::Step step);
+    // The same without building a new message: fill nextStep() (a Step kept between calls,
+    // so its allocations are reused), then sendStep().
+    pb::Step& nextStep() { return *stepRequest_.mutable_step(); }
+    const pb::Placement& sendStep();
     void episodeEnd(const pb::EpisodeEnd& end);
+    // Sends Close; an embedded agent then saves its checkpoint (a failed save throws).
     void close(const std::string& reason);
+    bool embedded() const { return embedded_ != nullptr; }
 
     uint64_t lastRequestId() const { return nextRequestId_ - 1; }
     uint64_t discardedReplies() const { return discardedReplies_; }
     const BridgeClientOptions& options() const { return options_; }
 
   private:
-    pb::Envelope roundTrip(pb::Envelope& request, const char* what);
+    // The reply (a member, valid until the next request).
+    const pb::Envelope& roundTrip(pb::Envelope& request, const char* what);
+    const pb::Envelope& zmqRoundTrip(const std::string& bytes, uint64_t id, const char* what);
+    // Parses and checks one reply payload; false for a late reply to an earlier request.
+    bool acceptReply(const void* data, size_t size, uint64_t id, pb::Envelope& reply, const char* what);
 
     BridgeClientOptions options_;
+    // Reused between requests (no allocation per Step once warm).
+    pb::Envelope stepRequest_;
+    pb::Envelope reply_;
+    std::string requestBytes_;
+    std::unique_ptr<EmbeddedAgent> embedded_;
     zmq::context_t context_;
-    zmq::socket_t socket_;
+    zmq::socket_t socket_;  // connected only for ZeroMQ endpoints
     uint64_t nextRequestId_ = 1;
     uint64_t discardedReplies_ = 0;
 };

@@ -80,6 +80,15 @@ pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, con
                    const std::vector<TaskOutcomeRecord>& outcomes)
 {
     pb::Step step;
+    fillStep(step, simTimeNs, episode, stepIndex, nodes, links, pending, outcomes);
+    return step;
+}
+
+void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+              const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+              const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
+{
+    step.Clear();
     step.set_sim_time_ns(simTimeNs);
     step.set_episode(episode);
     step.set_step_index(stepIndex);
@@ -95,13 +104,15 @@ pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, con
         if (s.includeGst) {
             if (s.gst.size() != nodes.size() || s.gstAgeNs.size() != nodes.size())
                 throw std::invalid_argument("buildStep: a GST has one entry per node");
-            std::string bytes;
-            bytes.reserve(kHeartbeatLen * s.gst.size());
+            pb::GlobalStateView* g = n->mutable_gst();
+            std::string* bytes = g->mutable_heartbeats();
+            bytes->clear();
+            bytes->reserve(kHeartbeatLen * s.gst.size());
             for (const HeartbeatBytes& hb : s.gst)
-                bytes.append(reinterpret_cast<const char*>(hb.data()), hb.size());
-            n->mutable_gst()->set_heartbeats(bytes);
+                bytes->append(reinterpret_cast<const char*>(hb.data()), hb.size());
+            g->mutable_age_ns()->Reserve(static_cast<int>(s.gstAgeNs.size()));
             for (uint64_t age : s.gstAgeNs)
-                n->mutable_gst()->add_age_ns(age);
+                g->add_age_ns(age);
         }
     }
     for (const LinkSnapshot& l : links) {
@@ -130,7 +141,6 @@ pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, con
     }
     for (const TaskOutcomeRecord& r : outcomes)
         fillOutcome(r, step.add_outcomes());
-    return step;
 }
 
 pb::EpisodeEnd buildEpisodeEnd(uint64_t episode, uint64_t steps, bool terminated, uint64_t simTimeNs,

@@ -57,6 +57,11 @@ pb::Hello buildHello(const std::string& envId, const std::string& scenario, uint
 void fillSth(const SlackHistogram& sth, pb::Sth* out);
 void fillHeartbeat(const Heartbeat& hb, pb::HeartbeatFields* out);
 void fillOutcome(const TaskOutcomeRecord& r, pb::TaskOutcome* out);
+// Fills `step` (cleared first: a reused message keeps its allocations, so a coordinator
+// that fills the same Step every time allocates nothing once warm).
+void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+              const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+              const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes);
 pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, const std::vector<NodeSnapshot>& nodes,
                    const std::vector<LinkSnapshot>& links, const std::vector<Task>& pending,
                    const std::vector<TaskOutcomeRecord>& outcomes);

@@ -88,7 +88,7 @@ void BridgeCoordinator::initialize(int stage)
                     if (node >= 0 && node < static_cast<int>(apps_.size()))
                         downlinks_[node] = {sw, p};
                 }
-        wallStart_ = std::chrono::steady_clock::now();
+        auto connectStart = std::chrono::steady_clock::now();
         if (endpoint_.empty()) {
             usingFallback_ = true;
             EV_WARN << "no agent endpoint: placing tasks with the local policy '" << fallback_->name() << "'\n";
@@ -97,6 +97,10 @@ void BridgeCoordinator::initialize(int stage)
         }
         else
             connectAgent();
+        // The speed figures count from here: loading an embedded agent (libtorch) or the
+        // Hello's round trip is a one-off cost, reported on its own.
+        wallStart_ = std::chrono::steady_clock::now();
+        connectWallSeconds_ = std::chrono::duration<double>(wallStart_ - connectStart).count();
     }
 }
 
@@ -104,6 +108,7 @@ void BridgeCoordinator::connectAgent()
 {
     BridgeClientOptions o;
     o.endpoint = endpoint_;
+    o.agentLibrary = par("agentLibrary").stdstringValue();
     double timeout = par("bridgeTimeout").doubleValue();
     if (!(timeout > 0))
         throw cRuntimeError("bridgeTimeout must be > 0");
@@ -183,47 +188,45 @@ void BridgeCoordinator::handleMessage(cMessage *msg)
     decide();
 }
 
-pb::Step BridgeCoordinator::buildCurrentStep()
+void BridgeCoordinator::fillCurrentStep(pb::Step& out)
 {
     // pending_ holds this Step's batch (decide() parks the rest).
     uint64_t now = nowNs();
     size_t n = apps_.size();
-    std::vector<bool> isOrigin(n, false);
+    stepNodes_.resize(n);
+    for (NodeSnapshot& s : stepNodes_)
+        s.includeGst = false;
     for (const Pending& p : pending_)
-        isOrigin[p.task.origin] = true;
-    std::vector<NodeSnapshot> nodes(n);
+        stepNodes_[p.task.origin].includeGst = true;
     double dtNs = (simTime() - lastStepTime_).dbl() * 1e9;
     for (size_t i = 0; i < n; i++) {
-        NodeSnapshot& s = nodes[i];
+        NodeSnapshot& s = stepNodes_[i];
         s.nodeId = static_cast<uint32_t>(i);
         s.sth = schedulers_[i]->sth();
-        s.heartbeat = apps_[i]->currentHeartbeat();
+        s.heartbeat = apps_[i]->heartbeatFrom(s.sth);
         uint64_t busy = schedulers_[i]->busyNs();
         s.utilisation = dtNs > 0 ? (busy - busyAtLastStep_[i]) / (dtNs * specs_[i].cores) : 0.0;
         busyAtLastStep_[i] = busy;
-        if (isOrigin[i]) {
-            s.includeGst = true;
-            apps_[i]->gstSnapshot(s.gst, s.gstAgeNs);
-        }
+        if (s.includeGst)
+            apps_[i]->gstSnapshot(s.gst, s.gstAgeNs, s.heartbeat);
     }
     lastStepTime_ = simTime();
-    std::vector<LinkSnapshot> links;
+    stepLinks_.clear();
     for (size_t i = 0; i < n; i++) {
         LinkSnapshot up = nics_[i]->uplinkSnapshot();
         up.linkId = static_cast<uint32_t>(2 * i);
-        links.push_back(up);
+        stepLinks_.push_back(up);
         if (downlinks_[i].first) {
             LinkSnapshot down = downlinks_[i].first->downlinkSnapshot(downlinks_[i].second);
             down.nodeId = static_cast<uint32_t>(i);
             down.linkId = static_cast<uint32_t>(2 * i + 1);
-            links.push_back(down);
+            stepLinks_.push_back(down);
         }
     }
-    std::vector<Task> tasks;
-    tasks.reserve(pending_.size());
+    stepTasks_.clear();
     for (const Pending& p : pending_)
-        tasks.push_back(p.task);
-    return buildStep(now, episode_, stepIndex_, nodes, links, tasks, outcomes_);
+        stepTasks_.push_back(p.task);
+    fillStep(out, now, episode_, stepIndex_, stepNodes_, stepLinks_, stepTasks_, outcomes_);
 }
 
 void BridgeCoordinator::decide()
@@ -265,10 +268,12 @@ void BridgeCoordinator::decide()
 
 void BridgeCoordinator::decideWithAgent(std::vector<uint32_t>& targets, std::vector<uint64_t>& holds)
 {
-    pb::Step step = buildCurrentStep();
+    auto b0 = std::chrono::steady_clock::now();
+    fillCurrentStep(client_->nextStep());
     auto t0 = std::chrono::steady_clock::now();
+    stepBuildWallSeconds_ += std::chrono::duration<double>(t0 - b0).count();
     try {
-        pb::Placement p = client_->step(step);  // the simulation is paused until the reply
+        const pb::Placement& p = client_->sendStep();  // the simulation is paused until the reply
         double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         bridgeWallSeconds_ += wall;
         emit(stepWallTimeSignal_, wall);
@@ -320,6 +325,7 @@ void BridgeCoordinator::finish()
         }
         catch (const BridgeError& e) {
             EV_WARN << "Close: " << e.what() << "\n";
+            std::cerr << "[malcolm] Close: " << e.what() << std::endl;  // e.g. a checkpoint not saved
         }
     }
     double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wallStart_).count();
@@ -329,9 +335,12 @@ void BridgeCoordinator::finish()
     recordScalar("fallbackDecisions", fallbackDecisions_);
     recordScalar("usedFallback", usingFallback_ ? 1 : 0);
     recordScalar("bridgeWallSeconds", bridgeWallSeconds_);
+    recordScalar("stepBuildWallSeconds", stepBuildWallSeconds_);
     recordScalar("wallSeconds", wall);
+    recordScalar("connectWallSeconds", connectWallSeconds_);
     recordScalar("eventsPerWallSecond", wall > 0 ? events / wall : 0.0);
-    std::cerr << "[malcolm] " << scenario_ << ": " << events << " events in " << wall << " s wall ("
+    std::cerr << "[malcolm] " << scenario_ << ": " << events << " events in " << wall << " s wall after "
+              << connectWallSeconds_ << " s connecting ("
               << (wall > 0 ? events / wall : 0.0) << " ev/s), " << totalSteps_ << " decision steps, "
               << (usingFallback_ ? "local policy '" + fallback_->name() + "'" : "agent " + endpoint_) << std::endl;
 }

@@ -55,7 +55,8 @@ class BridgeCoordinator : public cSimpleModule
     void decideWithAgent(std::vector<uint32_t>& targets, std::vector<uint64_t>& holds);
     void decideLocally(std::vector<uint32_t>& targets);
     void switchToFallback(const std::string& why);
-    pb::Step buildCurrentStep();
+    // Fills `out` with the Step of pending_'s batch (scratch vectors reused between Steps).
+    void fillCurrentStep(pb::Step& out);
     void endEpisode(bool terminated);
 
     std::vector<MalcolmApp *> apps_;
@@ -78,9 +79,15 @@ class BridgeCoordinator : public cSimpleModule
     std::vector<Pending> pending_;
     std::vector<TaskOutcomeRecord> outcomes_;
     std::vector<uint64_t> busyAtLastStep_;
+    // Scratch of fillCurrentStep, kept to avoid allocating per Step.
+    std::vector<NodeSnapshot> stepNodes_;
+    std::vector<LinkSnapshot> stepLinks_;
+    std::vector<Task> stepTasks_;
     simtime_t lastStepTime_;
     double bridgeWallSeconds_ = 0;
-    std::chrono::steady_clock::time_point wallStart_;
+    double stepBuildWallSeconds_ = 0;  // building the Steps the agent is sent (wall clock)
+    std::chrono::steady_clock::time_point wallStart_;  // after the agent is connected
+    double connectWallSeconds_ = 0;                     // loading/connecting the agent, Hello
     cMessage *decideTimer_ = nullptr;
 
     simsignal_t stepTasksSignal_, stepWallTimeSignal_, remotePlacementSignal_;

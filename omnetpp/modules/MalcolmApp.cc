@@ -172,9 +172,14 @@ void MalcolmApp::originate(const NewTask& spec)
 
 Heartbeat MalcolmApp::currentHeartbeat() const
 {
+    return heartbeatFrom(scheduler_->sth());
+}
+
+Heartbeat MalcolmApp::heartbeatFrom(const SlackHistogram& sth) const
+{
     // rho: tasks in system (queued + running) per core, now (design.md section 4).
     double rho = rhoOfTasks(scheduler_->tasksInSystem(), static_cast<uint32_t>(scheduler_->config().cores));
-    return Heartbeat::fromSth(static_cast<uint8_t>(nodeId_), scheduler_->sth(), rho, scheduler_->busyCores() > 0,
+    return Heartbeat::fromSth(static_cast<uint8_t>(nodeId_), sth, rho, scheduler_->busyCores() > 0,
                               static_cast<uint32_t>(coordinator_->policyVersion()));
 }
 
@@ -315,7 +320,8 @@ void MalcolmApp::sendToScheduler(const Task& t)
     send(tm, "schedOut");
 }
 
-void MalcolmApp::gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs) const
+void MalcolmApp::gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs,
+                             const Heartbeat& own) const
 {
     bytes.resize(numNodes_);
     ageNs.assign(numNodes_, kNoHeartbeatAge);
@@ -327,7 +333,7 @@ void MalcolmApp::gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uin
         else if (auto age = gst_.age(static_cast<uint32_t>(i), now))
             ageNs[i] = toNs(SimTime::fromRaw(*age));
     }
-    bytes[nodeId_] = currentHeartbeat().encode();
+    bytes[nodeId_] = own.encode();
 }
 
 std::vector<Heartbeat> MalcolmApp::gstView() const

@@ -32,13 +32,16 @@ class MalcolmApp : public cSimpleModule
     // Called by the coordinator with a task's placement; holdNs delays the dispatch (probe cost).
     void dispatch(const Task& task, uint32_t target, uint64_t holdNs);
     // This node's Global State Table: last heartbeat bytes from every node and their age
-    // (own entry: fresh). Ages are kNoHeartbeatAge where none was received.
-    void gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs) const;
+    // (own entry: `own`, fresh; see currentHeartbeat). Ages are kNoHeartbeatAge where none
+    // was received.
+    void gstSnapshot(std::vector<HeartbeatBytes>& bytes, std::vector<uint64_t>& ageNs, const Heartbeat& own) const;
     // Decoded view for local policies (own entry fresh).
     std::vector<Heartbeat> gstView() const;
     // The heartbeat this node would send now (rho: tasks in system / cores at this instant,
     // design.md section 4, the same definition as rack-sim's).
     Heartbeat currentHeartbeat() const;
+    // The same from the node's STH of this instant (a caller that has it saves recomputing it).
+    Heartbeat heartbeatFrom(const SlackHistogram& sth) const;
     int nodeId() const { return nodeId_; }
 
   protected:

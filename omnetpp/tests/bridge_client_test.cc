@@ -303,3 +303,123 @@ TEST(BridgeClient, RoundTripAgainstRealAgentServer)
     client.episodeEnd(buildEpisodeEnd(0, 5, false, 5000, {}));
     client.close("test done");
 }
+
+// --- the embedded agent (libmalcolm_agent.so in this process) -------------------------------
+
+namespace {
+
+// The library from MALCOLM_AGENT_LIBRARY (scripts/cpp-test.sh sets it when
+// target/release/libmalcolm_agent.so exists), or "" to skip.
+std::string agentLibraryOrSkipReason(std::string& why)
+{
+    const char* lib = std::getenv(kAgentLibraryEnv);
+    if (!lib || !*lib) {
+        why = "MALCOLM_AGENT_LIBRARY is not set: skipping the embedded agent (build it with cargo build --release "
+              "-p malcolm-agent-ffi and set it to target/release/libmalcolm_agent.so)";
+        return "";
+    }
+    return lib;
+}
+
+BridgeClientOptions embeddedOptions(const std::string& library, const std::string& flags)
+{
+    BridgeClientOptions o;
+    o.endpoint = std::string(kEmbeddedScheme) + flags;
+    o.agentLibrary = library;
+    return o;
+}
+
+}  // namespace
+
+TEST(EmbeddedAgent, AMissingLibrarySaysHowToBuildIt)
+{
+    try {
+        BridgeClient client(embeddedOptions("/nonexistent/libmalcolm_agent.so", "--policy round-robin"));
+        FAIL() << "a missing library was accepted";
+    }
+    catch (const BridgeError& e) {
+        EXPECT_EQ(e.code(), BridgeError::Code::Transport);
+        std::string what = e.what();
+        EXPECT_NE(what.find("/nonexistent/libmalcolm_agent.so"), std::string::npos) << what;
+        EXPECT_NE(what.find("cargo build --release -p malcolm-agent-ffi"), std::string::npos) << what;
+    }
+}
+
+TEST(EmbeddedAgent, ALibraryWithoutTheAbiIsRefused)
+{
+    // Any shared library that is not ours: the C library itself.
+    try {
+        BridgeClient client(embeddedOptions("libc.so.6", ""));
+        FAIL() << "libc was accepted as an agent";
+    }
+    catch (const BridgeError& e) {
+        EXPECT_NE(std::string(e.what()).find("has no symbol malcolm_agent_abi_version"), std::string::npos) << e.what();
+    }
+}
+
+TEST(EmbeddedAgent, RoundRobinInProcessAnswersLikeTheServerAndSurvivesBadInput)
+{
+    std::string why;
+    std::string lib = agentLibraryOrSkipReason(why);
+    if (lib.empty())
+        GTEST_SKIP() << why;
+    EXPECT_THROW(BridgeClient(embeddedOptions(lib, "--policy round-robin --mode sideways")), BridgeError);
+    BridgeClient client(embeddedOptions(lib, "--policy round-robin"));
+    ASSERT_TRUE(client.embedded());
+    pb::Welcome w = client.hello(smallHello(4));
+    EXPECT_EQ(w.policy(), "round-robin");
+    // Round-robin's known answer: targets 0, 1, 2, 3, 0, ... across Steps of one session.
+    uint32_t expected = 0;
+    for (uint64_t i = 0; i < 5; i++) {
+        pb::Placement p = client.step(smallStep(4, i, 3));
+        ASSERT_EQ(p.targets_size(), 3);
+        for (uint32_t t : p.targets()) {
+            EXPECT_EQ(t, expected);
+            expected = (expected + 1) % 4;
+        }
+    }
+    // A task from a node the rack does not have: the agent's Error, and the session goes on.
+    pb::Step bad = smallStep(4, 5, 2);
+    bad.mutable_tasks(0)->set_origin(9);
+    try {
+        client.step(bad);
+        FAIL() << "a Step with node 9 in a 4-node rack was placed";
+    }
+    catch (const BridgeError& e) {
+        EXPECT_EQ(e.code(), BridgeError::Code::AgentError);
+        EXPECT_EQ(e.agentCode(), pb::ERROR_CODE_INVALID_NODE_ID) << e.what();
+    }
+    EXPECT_EQ(client.step(smallStep(4, 5, 2)).targets_size(), 2);
+    client.episodeEnd(buildEpisodeEnd(0, 6, false, 12000, {}));
+    client.close("test done");
+}
+
+TEST(EmbeddedAgent, ALearnerSavesItsCheckpointAtClose)
+{
+    std::string why;
+    std::string lib = agentLibraryOrSkipReason(why);
+    if (lib.empty())
+        GTEST_SKIP() << why;
+    char dir[] = "/tmp/malcolm-embedded-XXXXXX";
+    ASSERT_NE(::mkdtemp(dir), nullptr);
+    std::string ckpt = std::string(dir) + "/agent.safetensors";
+    {
+        BridgeClient client(embeddedOptions(lib, "--policy malcolm-strict --mode train --checkpoint " + ckpt));
+        client.hello(smallHello(4));
+        for (uint64_t i = 0; i < 20; i++) {
+            pb::Placement p = client.step(smallStep(4, i, 2));
+            ASSERT_EQ(p.targets_size(), 2);
+            for (uint32_t t : p.targets())
+                EXPECT_LT(t, 4u);
+        }
+        client.episodeEnd(buildEpisodeEnd(0, 20, false, 40000, {}));
+        client.close("test done");
+    }
+    FILE* f = std::fopen(ckpt.c_str(), "rb");
+    ASSERT_NE(f, nullptr) << "no checkpoint at " << ckpt;
+    std::fseek(f, 0, SEEK_END);
+    EXPECT_GT(std::ftell(f), 10000);
+    std::fclose(f);
+    std::remove(ckpt.c_str());
+    ::rmdir(dir);
+}

@@ -9,6 +9,8 @@
 //!   with input validation and the per-session policy (no sockets).
 //! - [`bridge`]: the ZeroMQ ROUTER data path serving many sessions, workers, expiry.
 //! - [`loopback`]: the same session contract in process, as rack-sim's env-side `Transport`.
+//! - [`embedded`]: the same session answering bytes on the env's own thread (the agent
+//!   OMNeT++ loads through `malcolm-agent-ffi` instead of connecting over ZeroMQ).
 //! - [`shared`]: the active policy, counters and the decision-latency histogram.
 //! - [`links`]: placements behind a PFC-paused link, counted from each Step's link state.
 //! - [`control`]: the tonic control plane (status, mode, policy, checkpoints, metrics).
@@ -22,6 +24,7 @@
 pub mod bridge;
 pub mod config;
 pub mod control;
+pub mod embedded;
 pub mod links;
 pub mod loopback;
 mod rawmsg;

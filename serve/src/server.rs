@@ -274,7 +274,7 @@ pub async fn run(
 
 /// The shutdown save: a policy with nothing to save is fine; any other failure is an error
 /// (the old file, if any, is left as it was).
-fn save_final(shared: &Shared, path: &std::path::Path) -> Result<(), ServerError> {
+pub(crate) fn save_final(shared: &Shared, path: &std::path::Path) -> Result<(), ServerError> {
     let (_, factory) = shared.active();
     match factory.save_checkpoint(path) {
         Ok(info) => {

@@ -1,0 +1,41 @@
+/* The C ABI of libmalcolm_agent.so (crate agent-ffi): the agent server's session in the
+ * caller's process. Requests and replies are encoded bridge Envelopes, exactly the bytes a
+ * ZeroMQ DEALER would send and receive; the session validates and decides as the server does.
+ * One handle serves one env, called from one thread at a time. */
+#ifndef MALCOLM_AGENT_H
+#define MALCOLM_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever a signature below changes; loaders refuse another value. */
+#define MALCOLM_AGENT_ABI_VERSION 1u
+
+typedef struct MalcolmAgent MalcolmAgent;
+
+uint32_t malcolm_agent_abi_version(void);
+
+/* Makes an agent from `agent-server serve`-style flags (whitespace-separated, no quoting):
+ * --policy, --agents-config, --mode, --checkpoint, --max-message-bytes. NULL on failure, with
+ * the reason in err (NUL-terminated, truncated to err_len). */
+MalcolmAgent* malcolm_agent_open(const char* flags, char* err, size_t err_len);
+
+/* Answers one request. On 0, *reply / *reply_len hold the reply (an Envelope; an Error
+ * envelope for refused input), owned by the agent and valid until the next call or close.
+ * Non-zero only when the agent itself failed (a panic), with the reason in err. */
+int malcolm_agent_call(MalcolmAgent* agent, const uint8_t* request, size_t request_len,
+                       const uint8_t** reply, size_t* reply_len, char* err, size_t err_len);
+
+/* Saves the checkpoint (when --checkpoint was given) and frees the agent. Non-zero when the
+ * save failed, with the reason in err; the agent is freed either way. NULL is ignored. */
+int malcolm_agent_close(MalcolmAgent* agent, char* err, size_t err_len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
