@@ -38,6 +38,9 @@ COPY proto ./proto
 COPY policies ./policies
 COPY rack-sim ./rack-sim
 COPY agents ./agents
+COPY serve ./serve
+COPY lab ./lab
+COPY agent-ffi ./agent-ffi
 COPY agent-server ./agent-server
 # Cache mounts keep the crate registry and the build tree (the libtorch glue takes minutes)
 # between builds; the binary is copied out of the cached target dir in the same step.

@@ -2,7 +2,8 @@
 # Static checks of the Docker stack (no Docker engine needed), run by the test command:
 #   1. every docker/*.Dockerfile passes hadolint, and every `# hadolint ignore=` carries a
 #      reason: a comment line of its own right above it;
-#   2. what the Dockerfiles COPY from the build context exists in the repository;
+#   2. what the Dockerfiles COPY from the build context exists in the repository, and the
+#      agent-server image copies every Cargo workspace member;
 #   3. docker/compose.yaml validates with a real compose tool (Debian's docker-compose, and
 #      `docker compose` v2 too where that plugin is installed), with every profile enabled;
 #   4. the compose file sets every MALCOLM_* variable of `agent-server serve` and `env`
@@ -86,6 +87,18 @@ check_copy_sources() {
   fi
 }
 
+# The agent-server image builds the Cargo workspace: cargo refuses a workspace with a member
+# missing, so the Dockerfile must COPY every member and its .dockerignore let it through.
+check_workspace_members() {
+  local f=docker/agent-server.Dockerfile ignore=docker/agent-server.Dockerfile.dockerignore m bad=0
+  for m in $(python3 -c 'import tomllib; print(" ".join(tomllib.load(open("Cargo.toml", "rb"))["workspace"]["members"]))'); do
+    grep -qE "^COPY ${m} \./${m}\$" "$f" || { fail "$f does not copy workspace member $m"; bad=1; }
+    grep -qxF "!${m}/" "$ignore" || { fail "$ignore keeps workspace member $m out of the build context"; bad=1; }
+  done
+  [ "$bad" -eq 0 ] && pass "$f copies every Cargo workspace member"
+  return 0
+}
+
 validate_compose() {
   local profiles=(--profile omnetpp --profile embedded --profile eval --profile collect) out
   if ! command -v docker-compose >/dev/null 2>&1; then
@@ -153,6 +166,7 @@ echo "== Dockerfiles: hadolint, ignore reasons, COPY sources"
 lint_dockerfiles
 check_ignore_reasons
 check_copy_sources
+check_workspace_members
 echo "== compose file"
 validate_compose
 check_compose_knobs

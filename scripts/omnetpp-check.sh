@@ -7,14 +7,16 @@
 #   3. EDF servers meet more deadlines than FCFS servers on the same workload;
 #   4. the 16-byte heartbeats on the wire equal the golden vectors (proto/testdata);
 #   5. sim speed (events/s) of Hetero with a local policy, Malcolm-Strict evaluating and
-#      training, one after the other, and the ratios agent / local;
+#      training over ZeroMQ and embedded, alternated, and the ratios agent / local;
 #   6. an unreachable agent stops a run with a clear error, or the fallback policy takes over;
 #   7. the same when the agent server dies in the middle of a run;
 #   8. service estimates draw from their own RNG (exact vs noisy: same tasks and latencies).
 # Agent: MALCOLM_AGENT_ENDPOINT=tcp://host:port uses a running server; otherwise
 # MALCOLM_AGENT_SERVER_BIN (default target/release/agent-server) is started on a free port
 # ("serve --bind ENDPOINT" plus MALCOLM_AGENT_SERVER_ARGS) and stopped at the end.
-# MALCOLM_CHECK_SIMTIME shortens every run (default 5ms; "" keeps the ini's limits).
+# MALCOLM_CHECK_SIMTIME shortens every run (default 5ms; "" keeps the ini's limits);
+# MALCOLM_CHECK_SPEED_ROUNDS sets check 5's rounds (default 3); MALCOLM_AGENT_LIBRARY the
+# embedded agent (default target/release/libmalcolm_agent.so).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # shellcheck source=scripts/omnetpp-env.sh
@@ -26,6 +28,7 @@ out="$root/results/omnetpp-check"
 rm -rf "$out"
 mkdir -p "$out"
 simtime="${MALCOLM_CHECK_SIMTIME-5ms}"
+speed_rounds="${MALCOLM_CHECK_SPEED_ROUNDS:-3}"
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "ok:   $*"; }
@@ -58,14 +61,14 @@ fi
 
 # run NAME CONFIG RUNFILTER AGENT [extra opp_run args]; AGENT "yes": the agent server when
 # there is one (strict: no fallback), else the ini's fallback policy; "no": the ini's policy;
-# a tcp:// endpoint: the agent server there (strict).
+# a tcp:// endpoint: the agent server there (strict); "embedded:<flags>": the agent in process.
 run() {
   local name="$1" config="$2" filter="$3" agent="$4"
   shift 4
   local args=(-u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c "$config" -r "$filter"
     "--result-dir=$out/$name" "--cmdenv-express-mode=true" "--cmdenv-status-frequency=600s")
   [ -n "$simtime" ] && args+=("--sim-time-limit=$simtime")
-  if [[ "$agent" == tcp://* ]]; then
+  if [[ "$agent" == tcp://* || "$agent" == embedded:* ]]; then
     args+=("--**.coordinator.agentEndpoint=\"$agent\"" "--**.coordinator.fallbackPolicy=\"\"")
   elif [ "$agent" = yes ] && [ -n "$endpoint" ]; then
     args+=("--**.coordinator.agentEndpoint=\"$endpoint\"" "--**.coordinator.fallbackPolicy=\"\"")
@@ -160,41 +163,82 @@ if [ -d "$out/all-PfcStorm" ]; then
   echo "      node 0 NIC PAUSEs to the ToR: $(sum_scalar "$d" '.*\.node\[0\]\.nic' 'pauseFramesSent:count'); ToR PAUSEs upstream: $(sum_scalar "$d" '.*\.tor' pauseFramesSentTotal) to $(sum_scalar "$d" '.*\.tor' portsThatSentPause) ports (max XOFF pairs $(sum_scalar "$d" '.*\.tor' 'pausedIngressPorts:max')); senders paused $(python3 -c "print(round(100*float('$(sum_scalar "$d" '.*\.node\[[1-4]\]\.nic' 'pausedFraction:timeavg')')/4))")% of the time"
 fi
 
-echo "== 5. sim speed, Hetero (events per wall-clock second), one after the other"
-# Local policy, then Malcolm-Strict served greedily (eval mode, its own server), then the
-# learner training (the agent server above); the ratios say what the agent costs.
-speed() { sum_scalar "$out/$1" '.*\.coordinator' eventsPerWallSecond; }
-local_speed="" eval_speed="" train_speed=""
-if run speed-local Hetero 0 no; then
-  local_speed="$(speed speed-local)"
-  echo "      local policy power-of-2: $(printf '%.0f' "$local_speed") ev/s"
-fi
-bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
-if [ -n "$endpoint" ] && [ -x "$bin" ]; then
-  eval_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-  "$bin" serve --bind "tcp://127.0.0.1:$eval_port" --control 127.0.0.1:0 --policy malcolm-strict --mode eval \
-    >"$out/agent-server-eval.log" 2>&1 &
-  eval_pid=$!
+echo "== 5. sim speed, Hetero ${simtime:-(ini limit)} (events per wall-clock second once the agent is connected; median of $speed_rounds alternated rounds)"
+# Each round: the local power-of-2 (no bridge); Malcolm-Strict greedy (eval mode, untrained
+# weights: the cost does not depend on them) over ZeroMQ (its own `serve`, TCP) and embedded
+# (libmalcolm_agent.so in the simulation's process); Malcolm-Strict training, a fresh learner
+# each time, over ZeroMQ and embedded. The ratios say what the agent costs; "ZeroMQ" was the
+# only way before the embedded agent.
+speed() { sum_scalar "$out/$1" '.*\.coordinator' "$2"; }
+lib="${MALCOLM_AGENT_LIBRARY:-$root/target/release/libmalcolm_agent.so}"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# serve_speed NAME MODE RUN: a fresh `serve --mode MODE` on a free port for one run of Hetero.
+serve_speed() {
+  local name="$1" mode="$2" port pid ok=0
+  port="$(free_port)"
+  "$bin" serve --bind "tcp://127.0.0.1:$port" --control 127.0.0.1:0 --policy malcolm-strict --mode "$mode" --log warn \
+    >"$out/agent-server-$name.log" 2>&1 &
+  pid=$!
   sleep 1
-  if kill -0 "$eval_pid" 2>/dev/null &&
-     run speed-agent-eval Hetero 0 "tcp://127.0.0.1:$eval_port"; then
-    eval_speed="$(speed speed-agent-eval)"
-    echo "      Malcolm-Strict evaluating (eval mode): $(printf '%.0f' "$eval_speed") ev/s, $(sum_scalar "$out/speed-agent-eval" '.*\.coordinator' agentSteps) Steps, $(printf '%.3f' "$(sum_scalar "$out/speed-agent-eval" '.*\.coordinator' bridgeWallSeconds)") s in bridge round trips"
+  if kill -0 "$pid" 2>/dev/null && run "$name" Hetero 0 "tcp://127.0.0.1:$port"; then ok=1; fi
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
+  [ "$ok" = 1 ]
+}
+speed_csv="$out/speed.csv"
+echo "round,run,events_per_s,steps,bridge_s,step_build_s,connect_s" >"$speed_csv"
+record_speed() {
+  echo "$1,$2,$(speed "$3" eventsPerWallSecond),$(speed "$3" agentSteps),$(speed "$3" bridgeWallSeconds),$(speed "$3" stepBuildWallSeconds),$(speed "$3" connectWallSeconds)" >>"$speed_csv"
+}
+bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
+[ -x "$bin" ] || echo "      no agent server binary ($bin): the ZeroMQ runs are skipped"
+[ -f "$lib" ] || echo "      no embedded agent library ($lib; cargo build --release -p malcolm-agent-ffi): the embedded runs are skipped"
+for round in $(seq 1 "$speed_rounds"); do
+  run "speed-local-$round" Hetero 0 no && record_speed "$round" local "speed-local-$round"
+  if [ -x "$bin" ]; then
+    serve_speed "speed-zmq-eval-$round" eval && record_speed "$round" zmq-eval "speed-zmq-eval-$round"
+    serve_speed "speed-zmq-train-$round" train && record_speed "$round" zmq-train "speed-zmq-train-$round"
   fi
-  kill "$eval_pid" 2>/dev/null; wait "$eval_pid" 2>/dev/null || true
-fi
-if [ -n "$endpoint" ] && run speed-agent Hetero 0 yes; then
-  train_speed="$(speed speed-agent)"
-  steps="$(sum_scalar "$out/speed-agent" '.*\.coordinator' agentSteps)"
-  bridge="$(sum_scalar "$out/speed-agent" '.*\.coordinator' bridgeWallSeconds)"
-  echo "      agent server above ($endpoint, ${MALCOLM_AGENT_SERVER_ARGS:-malcolm-strict training}): $(printf '%.0f' "$train_speed") ev/s, $steps Steps, $(printf '%.3f' "$bridge") s in bridge round trips"
-fi
-if [ -n "$local_speed" ]; then
-  python3 -c "
-l, e, t = float('$local_speed'), '$eval_speed', '$train_speed'
-r = lambda x: f'{float(x) / l:.2f}' if x else 'n/a'
-print(f'      ratios: agent evaluating / local = {r(e)}, agent training / local = {r(t)} (goal >= 0.5)')"
-fi
+  if [ -f "$lib" ]; then
+    MALCOLM_AGENT_LIBRARY="$lib" run "speed-emb-eval-$round" Hetero 0 "embedded:--policy malcolm-strict --mode eval" &&
+      record_speed "$round" embedded-eval "speed-emb-eval-$round"
+    MALCOLM_LOG=info MALCOLM_AGENT_LIBRARY="$lib" run "speed-emb-train-$round" Hetero 0 "embedded:--policy malcolm-strict --mode train" &&
+      record_speed "$round" embedded-train "speed-emb-train-$round"
+  fi
+done
+python3 - "$speed_csv" "$out" <<'PY' || fail "sim speed figures"
+import csv, glob, re, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+def med(run, col):
+    v = [float(r[col]) for r in rows if r["run"] == run]
+    return statistics.median(v) if v else None
+local = med("local", "events_per_s")
+if local is None:
+    sys.exit(1)
+print(f"      local power-of-2: {local / 1e6:.2f} M ev/s")
+labels = {"zmq-eval": "Malcolm-Strict evaluating, ZeroMQ (TCP)", "embedded-eval": "Malcolm-Strict evaluating, embedded",
+          "zmq-train": "Malcolm-Strict training, ZeroMQ (TCP)", "embedded-train": "Malcolm-Strict training, embedded"}
+ratio = {}
+for run, label in labels.items():
+    ev = med(run, "events_per_s")
+    if ev is None:
+        continue
+    ratio[run] = ev / local
+    steps, bridge, build = med(run, "steps"), med(run, "bridge_s"), med(run, "step_build_s")
+    extra = ""
+    if run == "embedded-train":
+        # The learner's own figures, from the embedded agent's closing log line.
+        logs = sorted(glob.glob(f"{sys.argv[2]}/speed-emb-train-*.log"))
+        m = re.search(r"updates=(\d+) transitions=(\d+) dropped=(\d+) samples_per_insert=([0-9.]+) env_wait_s=([0-9.]+)",
+                      open(logs[-1]).read()) if logs else None
+        if m:
+            extra = (f"; learner (last round): {m[1]} updates, {m[2]} transitions, {m[3]} dropped, "
+                     f"replay ratio {float(m[4]):.1f}, {float(m[5]):.2f} s waiting for it")
+    print(f"      {label}: {ev / 1e6:.2f} M ev/s (ratio {ev / local:.2f}), {steps:.0f} Steps, "
+          f"{1e6 * bridge / steps:.0f} us per Step in the agent call, {1e6 * build / steps:.0f} us building it{extra}")
+r = lambda k: f"{ratio[k]:.2f}" if k in ratio else "n/a"
+print(f"      ratios agent / local: evaluating {r('zmq-eval')} over ZeroMQ -> {r('embedded-eval')} embedded; "
+      f"training {r('zmq-train')} -> {r('embedded-train')} (goal >= 0.5; table: {sys.argv[1]})")
+PY
 
 echo "== 6. unreachable agent: a clear error, or the named fallback policy when configured"
 dead="tcp://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
