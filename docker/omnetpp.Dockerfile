@@ -55,6 +55,8 @@ RUN { [ -f configure.user ] || cp configure.user.dist configure.user; } \
 WORKDIR /src
 COPY proto ./proto
 COPY omnetpp ./omnetpp
+# The embedded agent's C header (the library itself is not in this image: it brings libtorch).
+COPY agent-ffi/include ./agent-ffi/include
 RUN cmake -S omnetpp -B /build -DOMNETPP_ROOT=/opt/omnetpp -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DMALCOLM_BUILD_TESTS=OFF \
  && cmake --build /build -j"$(nproc)" --target malcolm_omnetpp \
