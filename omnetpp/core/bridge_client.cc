@@ -21,6 +21,10 @@ BridgeClient::BridgeClient(const BridgeClientOptions& options)
 {
     if (options.timeoutMs <= 0)
         throw BridgeError(BridgeError::Code::Transport, "bridge timeout must be > 0 ms");
+    if (options.maxProtocolVersion < kProtocolV1 || options.maxProtocolVersion > kMaxProtocolVersion)
+        throw BridgeError(BridgeError::Code::Transport,
+                          "bridge protocol version " + std::to_string(options.maxProtocolVersion) + " is not 1.." +
+                              std::to_string(kMaxProtocolVersion));
     if (options.endpoint.rfind(kEmbeddedScheme, 0) == 0) {
         try {
             embedded_ = std::make_unique<EmbeddedAgent>(options.agentLibrary,
@@ -46,16 +50,16 @@ BridgeClient::BridgeClient(const BridgeClientOptions& options)
 
 BridgeClient::~BridgeClient() = default;
 
-const pb::Envelope& BridgeClient::roundTrip(pb::Envelope& request, const char* what)
+const pb::Envelope& BridgeClient::roundTrip(pb::Envelope& request, const char* what, ReplyVersion expect)
 {
     const uint64_t id = nextRequestId_++;
-    request.set_protocol_version(kProtocolVersion);
+    request.set_protocol_version(version_);
     request.set_request_id(id);
     std::string& bytes = requestBytes_;
     if (!request.SerializeToString(&bytes))
         throw BridgeError(BridgeError::Code::Transport, std::string("cannot serialise ") + what);
     if (!embedded_)
-        return zmqRoundTrip(bytes, id, what);
+        return zmqRoundTrip(bytes, id, what, expect);
     const uint8_t* data = nullptr;
     size_t size = 0;
     try {
@@ -64,12 +68,13 @@ const pb::Envelope& BridgeClient::roundTrip(pb::Envelope& request, const char* w
     catch (const EmbeddedAgentError& e) {
         throw BridgeError(BridgeError::Code::Transport, std::string(what) + ": " + e.what());
     }
-    if (!acceptReply(data, size, id, reply_, what))
+    if (!acceptReply(data, size, id, reply_, what, expect))
         throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": embedded agent answered another request");
     return reply_;
 }
 
-const pb::Envelope& BridgeClient::zmqRoundTrip(const std::string& bytes, uint64_t id, const char* what)
+const pb::Envelope& BridgeClient::zmqRoundTrip(const std::string& bytes, uint64_t id, const char* what,
+                                               ReplyVersion expect)
 {
     using Clock = std::chrono::steady_clock;
     try {
@@ -113,7 +118,7 @@ const pb::Envelope& BridgeClient::zmqRoundTrip(const std::string& bytes, uint64_
         if (frames.empty())
             continue;
         const zmq::message_t& payload = frames.back();
-        if (acceptReply(payload.data(), payload.size(), id, reply_, what))
+        if (acceptReply(payload.data(), payload.size(), id, reply_, what, expect))
             return reply_;
     }
     throw BridgeError(BridgeError::Code::Timeout, std::string(what) + ": no reply from agent at " + options_.endpoint +
@@ -121,7 +126,8 @@ const pb::Envelope& BridgeClient::zmqRoundTrip(const std::string& bytes, uint64_
                                                       " ms (is the agent server running?)");
 }
 
-bool BridgeClient::acceptReply(const void* data, size_t size, uint64_t id, pb::Envelope& reply, const char* what)
+bool BridgeClient::acceptReply(const void* data, size_t size, uint64_t id, pb::Envelope& reply, const char* what,
+                               ReplyVersion expect)
 {
     if (size > options_.maxReplyBytes)
         throw BridgeError(BridgeError::Code::BadReply,
@@ -132,24 +138,47 @@ bool BridgeClient::acceptReply(const void* data, size_t size, uint64_t id, pb::E
         discardedReplies_++;  // a late answer to an earlier request
         return false;
     }
-    if (reply.protocol_version() != kProtocolVersion)
-        throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": agent speaks protocol version " +
-                                                           std::to_string(reply.protocol_version()) + ", not 1");
+    // An Error says more than its version would (e.g. VERSION_MISMATCH): report it first.
     if (reply.has_error())
         throw BridgeError(BridgeError::Code::AgentError,
                           std::string(what) + " refused by agent: " + pb::ErrorCode_Name(reply.error().code()) + ": " +
                               reply.error().message(),
                           reply.error().code());
+    const uint32_t v = reply.protocol_version();
+    const bool ok = expect == ReplyVersion::Unchecked || v == version_ ||
+                    (expect == ReplyVersion::SessionOrV1 && v == kProtocolV1);
+    if (!ok)
+        throw BridgeError(BridgeError::Code::BadReply, std::string(what) + ": reply carries protocol version " +
+                                                           std::to_string(v) + ", the session speaks " +
+                                                           std::to_string(version_));
     return true;
 }
 
 pb::Welcome BridgeClient::hello(const pb::Hello& hello)
 {
     pb::Envelope req;
-    *req.mutable_hello() = hello;
-    const pb::Envelope& reply = roundTrip(req, "Hello");
+    pb::Hello* h = req.mutable_hello();
+    *h = hello;
+    h->clear_protocol_versions();
+    for (uint32_t v = kProtocolV1; v <= options_.maxProtocolVersion; v++)
+        h->add_protocol_versions(v);
+    version_ = kProtocolV1;  // the Hello's
+    const pb::Envelope& reply = roundTrip(req, "Hello", ReplyVersion::Unchecked);
     if (!reply.has_welcome())
         throw BridgeError(BridgeError::Code::BadReply, "Hello: expected Welcome from agent");
+    // 0: an agent that predates negotiation, which speaks v1.
+    uint32_t chosen = reply.welcome().protocol_version() == 0 ? kProtocolV1 : reply.welcome().protocol_version();
+    if (chosen > options_.maxProtocolVersion)
+        throw BridgeError(BridgeError::Code::BadReply, "Hello: agent chose protocol version " + std::to_string(chosen) +
+                                                           ", not one of the offered 1.." +
+                                                           std::to_string(options_.maxProtocolVersion));
+    // bridge.proto has the Welcome's envelope in v1; the Rust agent server sends it in the
+    // version it chose. Either is unambiguous.
+    if (reply.protocol_version() != kProtocolV1 && reply.protocol_version() != chosen)
+        throw BridgeError(BridgeError::Code::BadReply, "Hello: reply carries protocol version " +
+                                                           std::to_string(reply.protocol_version()) +
+                                                           ", neither 1 nor the chosen " + std::to_string(chosen));
+    version_ = chosen;
     return reply.welcome();
 }
 
@@ -188,7 +217,7 @@ void BridgeClient::close(const std::string& reason)
 {
     pb::Envelope req;
     req.mutable_close()->set_reason(reason);
-    const pb::Envelope& reply = roundTrip(req, "Close");
+    const pb::Envelope& reply = roundTrip(req, "Close", ReplyVersion::SessionOrV1);
     if (!reply.has_ack())
         throw BridgeError(BridgeError::Code::BadReply, "Close: expected Ack from agent");
     if (embedded_) {

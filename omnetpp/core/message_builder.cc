@@ -1,5 +1,6 @@
 #include "message_builder.h"
 
+#include <cstring>
 #include <stdexcept>
 
 namespace malcolm {
@@ -84,37 +85,16 @@ pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, con
     return step;
 }
 
-void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
-              const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
-              const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
+namespace {
+
+// The parts v1 and v2 share: header, links, pending tasks, outcomes (after the node checks).
+void fillStepCommon(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+                    const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+                    const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
 {
-    step.Clear();
     step.set_sim_time_ns(simTimeNs);
     step.set_episode(episode);
     step.set_step_index(stepIndex);
-    for (size_t i = 0; i < nodes.size(); i++) {
-        const NodeSnapshot& s = nodes[i];
-        if (s.nodeId != i)
-            throw std::invalid_argument("buildStep: node states must be in node-id order");
-        pb::NodeState* n = step.add_nodes();
-        n->set_node_id(s.nodeId);
-        fillSth(s.sth, n->mutable_sth());
-        fillHeartbeat(s.heartbeat, n->mutable_heartbeat());
-        n->set_utilisation(s.utilisation);
-        if (s.includeGst) {
-            if (s.gst.size() != nodes.size() || s.gstAgeNs.size() != nodes.size())
-                throw std::invalid_argument("buildStep: a GST has one entry per node");
-            pb::GlobalStateView* g = n->mutable_gst();
-            std::string* bytes = g->mutable_heartbeats();
-            bytes->clear();
-            bytes->reserve(kHeartbeatLen * s.gst.size());
-            for (const HeartbeatBytes& hb : s.gst)
-                bytes->append(reinterpret_cast<const char*>(hb.data()), hb.size());
-            g->mutable_age_ns()->Reserve(static_cast<int>(s.gstAgeNs.size()));
-            for (uint64_t age : s.gstAgeNs)
-                g->add_age_ns(age);
-        }
-    }
     for (const LinkSnapshot& l : links) {
         pb::LinkState* p = step.add_links();
         p->set_link_id(l.linkId);
@@ -141,6 +121,125 @@ void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t ste
     }
     for (const TaskOutcomeRecord& r : outcomes)
         fillOutcome(r, step.add_outcomes());
+}
+
+void checkNode(const NodeSnapshot& s, size_t i, size_t n)
+{
+    if (s.nodeId != i)
+        throw std::invalid_argument("buildStep: node states must be in node-id order");
+    if (s.includeGst && (s.gst.size() != n || s.gstAgeNs.size() != n))
+        throw std::invalid_argument("buildStep: a GST has one entry per node");
+}
+
+// Little-endian stores, whatever the host's byte order.
+void putLE(char* out, uint64_t v, size_t bytes)
+{
+    for (size_t b = 0; b < bytes; b++)
+        out[b] = static_cast<char>((v >> (8 * b)) & 0xff);
+}
+
+// A column of `n` records of `width` bytes, its capacity kept from the previous Step.
+char* column(std::string* col, size_t n, size_t width)
+{
+    col->resize(n * width);
+    return n == 0 ? nullptr : &(*col)[0];
+}
+
+// Node `s`'s table already in the Step (same heartbeat bytes and ages), as 1 + its index; 0 if none.
+uint16_t sharedTable(const pb::Step& step, const NodeSnapshot& s)
+{
+    const size_t n = s.gstAgeNs.size();
+    for (int k = 0; k < step.gst_tables_size(); k++) {
+        const pb::GlobalStateView& t = step.gst_tables(k);
+        // Ages first: they differ sooner than the bytes between origins that heard different
+        // heartbeats at different times.
+        if (std::memcmp(t.age_ns().data(), s.gstAgeNs.data(), n * sizeof(uint64_t)) == 0 &&
+            std::memcmp(t.heartbeats().data(), s.gst.data(), n * kHeartbeatLen) == 0)
+            return static_cast<uint16_t>(k + 1);
+    }
+    return 0;
+}
+
+}  // namespace
+
+void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+              const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+              const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
+{
+    step.Clear();
+    for (size_t i = 0; i < nodes.size(); i++) {
+        const NodeSnapshot& s = nodes[i];
+        checkNode(s, i, nodes.size());
+        pb::NodeState* n = step.add_nodes();
+        n->set_node_id(s.nodeId);
+        fillSth(s.sth, n->mutable_sth());
+        fillHeartbeat(s.heartbeat, n->mutable_heartbeat());
+        n->set_utilisation(s.utilisation);
+        if (s.includeGst) {
+            pb::GlobalStateView* g = n->mutable_gst();
+            std::string* bytes = g->mutable_heartbeats();
+            bytes->clear();
+            bytes->reserve(kHeartbeatLen * s.gst.size());
+            for (const HeartbeatBytes& hb : s.gst)
+                bytes->append(reinterpret_cast<const char*>(hb.data()), hb.size());
+            g->mutable_age_ns()->Reserve(static_cast<int>(s.gstAgeNs.size()));
+            for (uint64_t age : s.gstAgeNs)
+                g->add_age_ns(age);
+        }
+    }
+    fillStepCommon(step, simTimeNs, episode, stepIndex, nodes, links, pending, outcomes);
+}
+
+void fillStepV2(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+                const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+                const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
+{
+    static_assert(sizeof(HeartbeatBytes) == kHeartbeatLen, "GST entries are contiguous 16-byte heartbeats");
+    // Not step.Clear(): that deletes node_columns (a proto3 submessage). The repeated fields
+    // keep their cleared elements, the columns their strings, for the next Step.
+    step.clear_nodes();
+    step.clear_links();
+    step.clear_tasks();
+    step.clear_outcomes();
+    step.clear_gst_tables();
+    const size_t n = nodes.size();
+    pb::NodeColumns* cols = step.mutable_node_columns();
+    char* hb = column(cols->mutable_heartbeats(), n, kHeartbeatLen);
+    char* buckets = column(cols->mutable_sth_buckets(), n, kColumnsBucketsWidth);
+    char* totals = column(cols->mutable_sth_totals(), n, kColumnsTotalsWidth);
+    char* util = column(cols->mutable_utilisation(), n, kColumnsUtilisationWidth);
+    char* table = column(cols->mutable_gst_table(), n, kColumnsGstTableWidth);
+    for (size_t i = 0; i < n; i++) {
+        const NodeSnapshot& s = nodes[i];
+        checkNode(s, i, n);
+        // The payload's own saturating encoding: the same bytes the v1 fields pack into.
+        HeartbeatBytes bytes = s.heartbeat.encode();
+        std::memcpy(hb + i * kHeartbeatLen, bytes.data(), kHeartbeatLen);
+        char* b = buckets + i * kColumnsBucketsWidth;
+        for (int k = 0; k < kSthBuckets; k++)
+            putLE(b + 4 * k, s.sth.buckets()[k], 4);
+        char* t = totals + i * kColumnsTotalsWidth;
+        putLE(t, s.sth.totalTasks(), 4);
+        putLE(t + 4, static_cast<uint64_t>(s.sth.minSlackOrZero()), 8);
+        putLE(t + 12, s.sth.sumLoadUs(), 8);
+        uint64_t u;
+        std::memcpy(&u, &s.utilisation, sizeof u);
+        putLE(util + i * kColumnsUtilisationWidth, u, 8);
+        uint16_t index = 0;
+        if (s.includeGst) {
+            index = sharedTable(step, s);
+            if (index == 0) {
+                pb::GlobalStateView* g = step.add_gst_tables();
+                g->mutable_heartbeats()->assign(reinterpret_cast<const char*>(s.gst.data()), n * kHeartbeatLen);
+                g->mutable_age_ns()->Reserve(static_cast<int>(n));
+                for (uint64_t age : s.gstAgeNs)
+                    g->add_age_ns(age);
+                index = static_cast<uint16_t>(step.gst_tables_size());
+            }
+        }
+        putLE(table + i * kColumnsGstTableWidth, index, 2);
+    }
+    fillStepCommon(step, simTimeNs, episode, stepIndex, nodes, links, pending, outcomes);
 }
 
 pb::EpisodeEnd buildEpisodeEnd(uint64_t episode, uint64_t steps, bool terminated, uint64_t simTimeNs,

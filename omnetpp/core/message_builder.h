@@ -62,6 +62,19 @@ void fillOutcome(const TaskOutcomeRecord& r, pb::TaskOutcome* out);
 void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
               const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
               const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes);
+// The same Step in protocol v2's form (bridge.proto, "Versions"): `nodes` stays empty, the
+// node state goes into `node_columns` (little-endian fixed-width columns, node i at index i)
+// and each distinct GST once into `gst_tables` (shared by origins whose heartbeat bytes and
+// ages are identical), as serve/src/synthetic.rs to_v2 makes it of the v1 Step. Reuses the
+// message's buffers like fillStep.
+void fillStepV2(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
+                const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
+                const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes);
+// Bytes per node of the v2 node columns (bridge.proto, NodeColumns).
+constexpr size_t kColumnsBucketsWidth = 4 * kSthBuckets;
+constexpr size_t kColumnsTotalsWidth = 20;  // u32 total_tasks, i64 min_slack_us, u64 sum_load_us
+constexpr size_t kColumnsUtilisationWidth = 8;
+constexpr size_t kColumnsGstTableWidth = 2;
 pb::Step buildStep(uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex, const std::vector<NodeSnapshot>& nodes,
                    const std::vector<LinkSnapshot>& links, const std::vector<Task>& pending,
                    const std::vector<TaskOutcomeRecord>& outcomes);

@@ -113,6 +113,10 @@ void BridgeCoordinator::connectAgent()
     if (!(timeout > 0))
         throw cRuntimeError("bridgeTimeout must be > 0");
     o.timeoutMs = std::max(1, static_cast<int>(timeout * 1000));
+    int version = par("protocolVersion").intValue();
+    if (version < static_cast<int>(kProtocolV1) || version > static_cast<int>(kMaxProtocolVersion))
+        throw cRuntimeError("protocolVersion must be 1..%u, got %d", kMaxProtocolVersion, version);
+    o.maxProtocolVersion = static_cast<uint32_t>(version);
     // Unique among the envs of one agent server: runs may go in parallel (opp_runall).
     std::string envId = par("envId").stdstringValue();
     if (envId.empty())
@@ -142,9 +146,9 @@ void BridgeCoordinator::connectAgent()
         pb::Welcome w = client_->hello(hello);
         policyVersion_ = w.policy_version();
         EV_INFO << "agent at " << endpoint_ << ": policy " << w.policy() << " v" << w.policy_version() << ", mode "
-                << w.mode() << "\n";
+                << w.mode() << ", bridge protocol v" << client_->protocolVersion() << "\n";
         std::cerr << "[malcolm] connected to agent " << endpoint_ << " (policy " << w.policy() << ", mode " << w.mode()
-                  << ")" << std::endl;
+                  << ", protocol v" << client_->protocolVersion() << ")" << std::endl;
     }
     catch (const BridgeError& e) {
         switchToFallback(e.what());
@@ -226,7 +230,10 @@ void BridgeCoordinator::fillCurrentStep(pb::Step& out)
     stepTasks_.clear();
     for (const Pending& p : pending_)
         stepTasks_.push_back(p.task);
-    fillStep(out, now, episode_, stepIndex_, stepNodes_, stepLinks_, stepTasks_, outcomes_);
+    if (client_ && client_->protocolVersion() >= kProtocolV2)
+        fillStepV2(out, now, episode_, stepIndex_, stepNodes_, stepLinks_, stepTasks_, outcomes_);
+    else
+        fillStep(out, now, episode_, stepIndex_, stepNodes_, stepLinks_, stepTasks_, outcomes_);
 }
 
 void BridgeCoordinator::decide()
