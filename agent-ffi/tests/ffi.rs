@@ -230,3 +230,37 @@ fn null_pointers_are_errors_not_crashes() {
         0
     );
 }
+
+#[test]
+fn replies_carry_the_versions_the_protocol_defines() {
+    use malcolm_proto::codec::{envelope_v, PROTOCOL_V1, PROTOCOL_V2};
+    use malcolm_serve::synthetic::to_v2;
+    let a = open("--policy round-robin").unwrap();
+    // Offering 1 and 2: the Welcome chooses 2 but, as the Hello's reply, travels as v1.
+    let w = call(a, 1, Body::Hello(synthetic_hello(N, "ffi-v2")));
+    assert_eq!(w.protocol_version, PROTOCOL_V1);
+    let Some(Body::Welcome(welcome)) = &w.body else {
+        panic!("{w:?}")
+    };
+    assert_eq!(welcome.protocol_version, PROTOCOL_V2);
+    let mut step = synthetic_step(N, 3, 0);
+    to_v2(&mut step);
+    let v2 = |id, body| call_bytes(a, &encode_envelope(&envelope_v(PROTOCOL_V2, id, body)));
+    let p = v2(2, Body::Step(step));
+    assert!(matches!(p.body, Some(Body::Placement(_))), "{p:?}");
+    assert_eq!(p.protocol_version, PROTOCOL_V2);
+    // A v1 envelope in a v2 session: refused, in the session's version.
+    let e = call(a, 3, Body::Step(synthetic_step(N, 3, 1)));
+    assert_eq!(error_code(&e), Some(ErrorCode::VersionMismatch));
+    assert_eq!(e.protocol_version, PROTOCOL_V2);
+    // The Close ends the session; its Ack is still part of it.
+    let ack = v2(
+        4,
+        Body::Close(Close {
+            reason: "done".into(),
+        }),
+    );
+    assert!(matches!(ack.body, Some(Body::Ack(_))), "{ack:?}");
+    assert_eq!(ack.protocol_version, PROTOCOL_V2);
+    close(a).unwrap();
+}

@@ -181,6 +181,24 @@ fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, config: IqnConfig, label: 
         percentile(&lat, 0.99),
         lat.len()
     );
+    // Train mode acts the same way with fresh taus per Step and epsilon exploration, and
+    // remembers every decision for the learner (below learn_start: no update runs, so this is
+    // the acting cost alone).
+    factory.set_mode(Mode::Train);
+    let mut train_lat = Vec::new();
+    for s in steps.iter().take(100) {
+        let t = Instant::now();
+        policy.decide(s, &mut out).expect("decide");
+        train_lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    train_lat.sort_by(f64::total_cmp);
+    println!(
+        "  train mode (acting only, {} steps): p50 {:.1} us  p90 {:.1} us",
+        train_lat.len(),
+        percentile(&train_lat, 0.5),
+        percentile(&train_lat, 0.9)
+    );
+    factory.set_mode(Mode::Eval);
     // Features alone: views, shared features, every candidate row.
     let mut fb = FeatureBuilder::from_hello(&hello()).expect("features");
     let mut view = OriginView::default();

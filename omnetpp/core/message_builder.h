@@ -57,8 +57,8 @@ pb::Hello buildHello(const std::string& envId, const std::string& scenario, uint
 void fillSth(const SlackHistogram& sth, pb::Sth* out);
 void fillHeartbeat(const Heartbeat& hb, pb::HeartbeatFields* out);
 void fillOutcome(const TaskOutcomeRecord& r, pb::TaskOutcome* out);
-// Fills `step` (cleared first: a reused message keeps its allocations, so a coordinator
-// that fills the same Step every time allocates nothing once warm).
+// Fills `step` (cleared first: a reused message keeps its repeated elements, though protobuf
+// frees each NodeState's submessages on Clear(), so v1 still allocates per node and Step).
 void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
               const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
               const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes);
@@ -66,7 +66,7 @@ void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t ste
 // node state goes into `node_columns` (little-endian fixed-width columns, node i at index i)
 // and each distinct GST once into `gst_tables` (shared by origins whose heartbeat bytes and
 // ages are identical), as serve/src/synthetic.rs to_v2 makes it of the v1 Step. Reuses the
-// message's buffers like fillStep.
+// message's buffers: nothing is allocated once warm.
 void fillStepV2(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t stepIndex,
                 const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
                 const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes);

@@ -218,8 +218,13 @@ impl Session {
     /// policy sees), reusing the node states of earlier Steps.
     pub fn handle(&mut self, env: &mut Envelope) -> (Envelope, After) {
         let request_id = env.request_id;
+        // The reply carries the version of its request's place in the session: 1 for a
+        // Hello's, the session's for the rest (taken before a Close ends the session).
+        let version = match env.body {
+            Some(Body::Hello(_)) => PROTOCOL_V1,
+            _ => self.version(),
+        };
         let result = self.dispatch(env);
-        let version = self.version();
         match result {
             Ok((body, after)) => (codec::envelope_v(version, request_id, body), after),
             Err(r) => {
