@@ -155,7 +155,7 @@ fn main() {
 /// One session's decide() latency for a Step of 16 tasks x 64 nodes, eval mode (CVaR over K
 /// fixed taus) and train mode.
 fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, config: IqnConfig, label: &str) {
-    let factory = StrictFactory::new(config).expect("factory");
+    let factory = StrictFactory::new(config.clone()).expect("factory");
     factory.set_mode(Mode::Eval);
     let mut policy = factory.new_session(&hello(), 1).expect("session");
     let steps: Vec<Step> = (0..200).map(|i| step(rng, i)).collect();
@@ -199,6 +199,27 @@ fn inference_bench(rng: &mut rand_chacha::ChaCha8Rng, config: IqnConfig, label: 
         percentile(&train_lat, 0.9)
     );
     factory.set_mode(Mode::Eval);
+    // Of which the output stage for a fresh set of taus, built once per train-mode Step
+    // whatever its size (so it dominates small Steps: 2 tasks x 16 nodes in OMNeT++'s Hetero).
+    let arch =
+        malcolm_agents::iqn::IqnArch::new(config.hidden, config.head_hidden, config.cos_embed);
+    let actor = malcolm_agents::actor::Actor::new(arch, arch.init_params(1));
+    let tau_sets: Vec<Vec<f32>> = (0..1000)
+        .map(|_| {
+            (0..config.k_tau)
+                .map(|_| rng.random::<f32>() * config.cvar_alpha as f32)
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut keep = 0usize;
+    for taus in &tau_sets {
+        keep += std::hint::black_box(actor.head(taus)).len();
+    }
+    println!(
+        "  of which the output stage for fresh taus (once per train-mode Step): {:.1} us ({keep} values)",
+        t.elapsed().as_secs_f64() * 1e6 / tau_sets.len() as f64
+    );
     // Features alone: views, shared features, every candidate row.
     let mut fb = FeatureBuilder::from_hello(&hello()).expect("features");
     let mut view = OriginView::default();

@@ -22,6 +22,10 @@ pub struct Actor {
     fc_shared_t: Vec<f32>,
     fc_cand_t: Vec<f32>,
     fc2_t: Vec<f32>,
+    /// fc_tau (`E x H`) and head (`H x H2`) weights transposed, so [`Actor::head`] runs over
+    /// independent lanes (train mode builds a head every Step).
+    fc_tau_t: Vec<f32>,
+    head_t: Vec<f32>,
 }
 
 /// The output stage for one set of taus, precomputed from the weights.
@@ -35,6 +39,17 @@ pub struct Head {
     bias: Vec<f32>,
     w_out: Vec<f32>,
     b_out: f32,
+}
+
+impl Head {
+    /// Values it holds (for benchmarks that must keep it alive).
+    pub fn len(&self) -> usize {
+        self.a.len() + self.bias.len() + self.w_out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Reusable buffers for [`Actor::score`].
@@ -58,6 +73,12 @@ impl Actor {
         let fc_shared_t = transpose(weight(p::FC_SHARED_W), h, arch.shared_features);
         let fc_cand_t = transpose(weight(p::FC_CAND_W), h, c);
         let fc2_t = transpose(weight(p::FC2_W), h, h);
+        let fc_tau_t = transpose(weight(p::FC_TAU_W), h, arch.cos_embed);
+        let head_t = if arch.head_hidden > 0 {
+            transpose(weight(p::HEAD_W), arch.head_hidden, h)
+        } else {
+            Vec::new() // linear head: no such layer
+        };
         Self {
             layout,
             arch,
@@ -65,6 +86,8 @@ impl Actor {
             fc_shared_t,
             fc_cand_t,
             fc2_t,
+            fc_tau_t,
+            head_t,
         }
     }
 
@@ -77,23 +100,22 @@ impl Actor {
         &self.params[s.offset..s.offset + s.numel()]
     }
 
-    /// phi(tau) = ReLU(W_tau cos(pi i tau) + b_tau), i = 1..E: [H].
+    /// phi(tau) = ReLU(W_tau cos(pi i tau) + b_tau), i = 1..E: [H]. Each lane sums its
+    /// products in the order i = 1..E starting from -0.0, as `Iterator::sum` over a row does,
+    /// so the result is bit-identical to the row-by-row form (the test keeps that form).
     pub fn phi(&self, tau: f32) -> Vec<f32> {
         let (h, e) = (self.arch.hidden, self.arch.cos_embed);
-        let cos: Vec<f32> = (1..=e)
-            .map(|i| ((tau * i as f32) as f64 * PI).cos() as f32)
-            .collect();
-        let (w, b) = (self.w(p::FC_TAU_W), self.w(p::FC_TAU_B));
-        (0..h)
-            .map(|r| {
-                let dot: f32 = w[r * e..(r + 1) * e]
-                    .iter()
-                    .zip(&cos)
-                    .map(|(a, b)| a * b)
-                    .sum();
-                (dot + b[r]).max(0.0)
-            })
-            .collect()
+        let mut z = vec![-0.0f32; h];
+        for i in 1..=e {
+            let c = ((tau * i as f32) as f64 * PI).cos() as f32;
+            for (zr, &w) in z.iter_mut().zip(&self.fc_tau_t[(i - 1) * h..i * h]) {
+                *zr += w * c;
+            }
+        }
+        for (zr, &b) in z.iter_mut().zip(self.w(p::FC_TAU_B)) {
+            *zr = (*zr + b).max(0.0);
+        }
+        z
     }
 
     /// The output stage for `taus` (the scores are then the mean over these taus).
@@ -115,13 +137,14 @@ impl Actor {
                 b_out,
             };
         }
-        let wh = self.w(p::HEAD_W);
         let width = taus.len() * h2;
         let mut a = vec![0f32; h * width];
-        for (k, phi) in phis.iter().enumerate() {
-            for j in 0..h2 {
-                for c in 0..h {
-                    a[c * width + k * h2 + j] = wh[j * h + c] * phi[c];
+        for c in 0..h {
+            let wc = &self.head_t[c * h2..(c + 1) * h2];
+            for (k, phi) in phis.iter().enumerate() {
+                let at = c * width + k * h2;
+                for (x, &w) in a[at..at + h2].iter_mut().zip(wc) {
+                    *x = w * phi[c];
                 }
             }
         }
@@ -403,6 +426,67 @@ mod tests {
             assert!(fast.iter().any(|x| *x != 0.0));
             for (a, b) in fast.iter().zip(&portable) {
                 assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
+            }
+        }
+    }
+
+    /// The row-by-row output stage [`Actor::head`] replaced (one dot product per row of
+    /// W_tau, W_head read by column): the faster form must give the same bits.
+    fn head_row_by_row(actor: &Actor, taus: &[f32]) -> Vec<f32> {
+        let (h, h2, e) = (
+            actor.arch.hidden,
+            actor.arch.head_hidden,
+            actor.arch.cos_embed,
+        );
+        let phis: Vec<Vec<f32>> = taus
+            .iter()
+            .map(|&tau| {
+                let cos: Vec<f32> = (1..=e)
+                    .map(|i| ((tau * i as f32) as f64 * PI).cos() as f32)
+                    .collect();
+                let (w, b) = (actor.w(p::FC_TAU_W), actor.w(p::FC_TAU_B));
+                (0..h)
+                    .map(|r| {
+                        let dot: f32 = w[r * e..(r + 1) * e]
+                            .iter()
+                            .zip(&cos)
+                            .map(|(a, b)| a * b)
+                            .sum();
+                        (dot + b[r]).max(0.0)
+                    })
+                    .collect()
+            })
+            .collect();
+        let wh = actor.w(p::HEAD_W);
+        let width = taus.len() * h2;
+        let mut a = vec![0f32; h * width];
+        for (k, phi) in phis.iter().enumerate() {
+            for j in 0..h2 {
+                for c in 0..h {
+                    a[c * width + k * h2 + j] = wh[j * h + c] * phi[c];
+                }
+            }
+        }
+        a
+    }
+
+    #[test]
+    fn the_output_stage_is_bit_identical_to_the_row_by_row_form() {
+        for seed in [3, 4] {
+            let arch = IqnArch::new(32, 16, 64);
+            let actor = Actor::new(arch, arch.init_params(seed));
+            for taus in [
+                midpoint_taus(0.1, 8),
+                vec![0.0, 0.013, 0.05, 0.0999, 1.0],
+                vec![0.7; 3],
+            ] {
+                let fast = actor.head(&taus).a;
+                let slow = head_row_by_row(&actor, &taus);
+                assert_eq!(fast.len(), slow.len());
+                assert!(fast.iter().any(|x| *x != 0.0));
+                for (x, y) in fast.iter().zip(&slow) {
+                    assert_eq!(x.to_bits(), y.to_bits(), "{x} vs {y}");
+                }
             }
         }
     }
