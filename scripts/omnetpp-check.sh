@@ -167,20 +167,22 @@ echo "== 5. sim speed, Hetero ${simtime:-(ini limit)} (events per wall-clock sec
 # Each round: the local power-of-2 (no bridge); Malcolm-Strict greedy (eval mode, untrained
 # weights: the cost does not depend on them) over ZeroMQ (its own `serve`, TCP) and embedded
 # (libmalcolm_agent.so in the simulation's process); Malcolm-Strict training, a fresh learner
-# each time, over ZeroMQ and embedded. The ratios say what the agent costs; "ZeroMQ" was the
-# only way before the embedded agent.
+# each time, over ZeroMQ and embedded. The ratios say what the agent costs; ZeroMQ with
+# protocol v1 was the only way before the embedded agent and the coordinator's v2 Steps.
 speed() { sum_scalar "$out/$1" '.*\.coordinator' "$2"; }
 lib="${MALCOLM_AGENT_LIBRARY:-$root/target/release/libmalcolm_agent.so}"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# serve_speed NAME MODE RUN: a fresh `serve --mode MODE` on a free port for one run of Hetero.
+# serve_speed NAME MODE [opp_run args]: a fresh `serve --mode MODE` on a free port for one
+# run of Hetero.
 serve_speed() {
   local name="$1" mode="$2" port pid ok=0
+  shift 2
   port="$(free_port)"
   "$bin" serve --bind "tcp://127.0.0.1:$port" --control 127.0.0.1:0 --policy malcolm-strict --mode "$mode" --log warn \
     >"$out/agent-server-$name.log" 2>&1 &
   pid=$!
   sleep 1
-  if kill -0 "$pid" 2>/dev/null && run "$name" Hetero 0 "tcp://127.0.0.1:$port"; then ok=1; fi
+  if kill -0 "$pid" 2>/dev/null && run "$name" Hetero 0 "tcp://127.0.0.1:$port" "$@"; then ok=1; fi
   kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true
   [ "$ok" = 1 ]
 }
@@ -195,6 +197,8 @@ bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
 for round in $(seq 1 "$speed_rounds"); do
   run "speed-local-$round" Hetero 0 no && record_speed "$round" local "speed-local-$round"
   if [ -x "$bin" ]; then
+    serve_speed "speed-zmq1-eval-$round" eval '--**.coordinator.protocolVersion=1' &&
+      record_speed "$round" zmq-v1-eval "speed-zmq1-eval-$round"
     serve_speed "speed-zmq-eval-$round" eval && record_speed "$round" zmq-eval "speed-zmq-eval-$round"
     serve_speed "speed-zmq-train-$round" train && record_speed "$round" zmq-train "speed-zmq-train-$round"
   fi
@@ -215,7 +219,8 @@ local = med("local", "events_per_s")
 if local is None:
     sys.exit(1)
 print(f"      local power-of-2: {local / 1e6:.2f} M ev/s")
-labels = {"zmq-eval": "Malcolm-Strict evaluating, ZeroMQ (TCP)", "embedded-eval": "Malcolm-Strict evaluating, embedded",
+labels = {"zmq-v1-eval": "Malcolm-Strict evaluating, ZeroMQ (TCP), protocol v1",
+          "zmq-eval": "Malcolm-Strict evaluating, ZeroMQ (TCP)", "embedded-eval": "Malcolm-Strict evaluating, embedded",
           "zmq-train": "Malcolm-Strict training, ZeroMQ (TCP)", "embedded-train": "Malcolm-Strict training, embedded"}
 ratio = {}
 for run, label in labels.items():
@@ -236,7 +241,7 @@ for run, label in labels.items():
     print(f"      {label}: {ev / 1e6:.2f} M ev/s (ratio {ev / local:.2f}), {steps:.0f} Steps, "
           f"{1e6 * bridge / steps:.0f} us per Step in the agent call, {1e6 * build / steps:.0f} us building it{extra}")
 r = lambda k: f"{ratio[k]:.2f}" if k in ratio else "n/a"
-print(f"      ratios agent / local: evaluating {r('zmq-eval')} over ZeroMQ -> {r('embedded-eval')} embedded; "
+print(f"      ratios agent / local: evaluating {r('zmq-v1-eval')} over ZeroMQ v1 (the only way before) -> {r('zmq-eval')} v2 -> {r('embedded-eval')} embedded; "
       f"training {r('zmq-train')} -> {r('embedded-train')} (goal >= 0.5; table: {sys.argv[1]})")
 PY
 
@@ -348,7 +353,7 @@ steps = [r.envelope.step for r in records
 problems, last = [], {}
 paused_down = paused_up = queued = 0
 for s in steps:
-    n = len(s.nodes)
+    n = len(s.nodes) or len(s.node_columns.heartbeats) // 16  # v1 node states, or v2 columns
     ids = sorted(l.link_id for l in s.links)
     if ids != list(range(2 * n)):
         problems.append(f"step {s.step_index}: link ids {ids[:6]}... not 0..{2 * n - 1}")
