@@ -187,9 +187,16 @@ serve_speed() {
   [ "$ok" = 1 ]
 }
 speed_csv="$out/speed.csv"
-echo "round,run,events_per_s,steps,bridge_s,step_build_s,connect_s" >"$speed_csv"
+echo "round,run,events_per_s,steps,bridge_s,step_build_s,connect_s,learner_updates,learner_transitions,learner_dropped,replay_ratio,env_wait_s" >"$speed_csv"
+# (The learner's figures are in the .sca of embedded runs only: a server keeps its own.)
 record_speed() {
-  echo "$1,$2,$(speed "$3" eventsPerWallSecond),$(speed "$3" agentSteps),$(speed "$3" bridgeWallSeconds),$(speed "$3" stepBuildWallSeconds),$(speed "$3" connectWallSeconds)" >>"$speed_csv"
+  local d="$3" f row
+  row="$1,$2"
+  for f in eventsPerWallSecond agentSteps bridgeWallSeconds stepBuildWallSeconds connectWallSeconds \
+           learnerUpdates learnerTransitions learnerTransitionsDropped learnerReplayRatio learnerEnvWaitSeconds; do
+    row="$row,$(speed "$d" "$f")"
+  done
+  echo "$row" >>"$speed_csv"
 }
 bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
 [ -x "$bin" ] || echo "      no agent server binary ($bin): the ZeroMQ runs are skipped"
@@ -205,12 +212,12 @@ for round in $(seq 1 "$speed_rounds"); do
   if [ -f "$lib" ]; then
     MALCOLM_AGENT_LIBRARY="$lib" run "speed-emb-eval-$round" Hetero 0 "embedded:--policy malcolm-strict --mode eval" &&
       record_speed "$round" embedded-eval "speed-emb-eval-$round"
-    MALCOLM_LOG=info MALCOLM_AGENT_LIBRARY="$lib" run "speed-emb-train-$round" Hetero 0 "embedded:--policy malcolm-strict --mode train" &&
+    MALCOLM_AGENT_LIBRARY="$lib" run "speed-emb-train-$round" Hetero 0 "embedded:--policy malcolm-strict --mode train" &&
       record_speed "$round" embedded-train "speed-emb-train-$round"
   fi
 done
 python3 - "$speed_csv" "$out" <<'PY' || fail "sim speed figures"
-import csv, glob, re, statistics, sys
+import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 def med(run, col):
     v = [float(r[col]) for r in rows if r["run"] == run]
@@ -231,13 +238,10 @@ for run, label in labels.items():
     steps, bridge, build = med(run, "steps"), med(run, "bridge_s"), med(run, "step_build_s")
     extra = ""
     if run == "embedded-train":
-        # The learner's own figures, from the embedded agent's closing log line.
-        logs = sorted(glob.glob(f"{sys.argv[2]}/speed-emb-train-*.log"))
-        m = re.search(r"updates=(\d+) transitions=(\d+) dropped=(\d+) samples_per_insert=([0-9.]+) env_wait_s=([0-9.]+)",
-                      open(logs[-1]).read()) if logs else None
-        if m:
-            extra = (f"; learner (last round): {m[1]} updates, {m[2]} transitions, {m[3]} dropped, "
-                     f"replay ratio {float(m[4]):.1f}, {float(m[5]):.2f} s waiting for it")
+        # The learner's own figures (medians over the rounds), from the runs' .sca.
+        extra = (f"; learner: {med(run, 'learner_updates'):.0f} updates, {med(run, 'learner_transitions'):.0f} "
+                 f"transitions, {med(run, 'learner_dropped'):.0f} dropped, replay ratio "
+                 f"{med(run, 'replay_ratio'):.1f}, {med(run, 'env_wait_s'):.2f} s waiting for it")
     print(f"      {label}: {ev / 1e6:.2f} M ev/s (ratio {ev / local:.2f}), {steps:.0f} Steps, "
           f"{1e6 * bridge / steps:.0f} us per Step in the agent call, {1e6 * build / steps:.0f} us building it{extra}")
 r = lambda k: f"{ratio[k]:.2f}" if k in ratio else "n/a"

@@ -20,6 +20,21 @@ pub const ABI_VERSION: u32 = 1;
 /// own (the server's default is `info`).
 const DEFAULT_LOG: &str = "warn";
 
+/// `MalcolmAgentStats` of the header.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct MalcolmAgentStats {
+    pub steps: u64,
+    pub decisions: u64,
+    pub placed_behind_paused: u64,
+    pub errors: u64,
+    pub learner_updates: u64,
+    pub transitions_inserted: u64,
+    pub transitions_dropped: u64,
+    pub samples_per_insert: f64,
+    pub env_wait_s: f64,
+}
+
 /// An agent as the C side holds it.
 pub struct MalcolmAgent {
     inner: EmbeddedAgent,
@@ -109,6 +124,31 @@ pub unsafe extern "C" fn malcolm_agent_call(
             1
         }
     }
+}
+
+/// # Safety
+/// `agent` comes from [`malcolm_agent_open`]; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn malcolm_agent_stats(
+    agent: *const MalcolmAgent,
+    out: *mut MalcolmAgentStats,
+) -> c_int {
+    if agent.is_null() || out.is_null() {
+        return 1;
+    }
+    let s = (*agent).inner.stats();
+    *out = MalcolmAgentStats {
+        steps: s.steps,
+        decisions: s.decisions,
+        placed_behind_paused: s.placed_behind_paused,
+        errors: s.errors,
+        learner_updates: s.learner.updates,
+        transitions_inserted: s.learner.transitions_inserted,
+        transitions_dropped: s.learner.transitions_dropped,
+        samples_per_insert: s.learner.samples_per_insert,
+        env_wait_s: s.learner.env_wait_s,
+    };
+    0
 }
 
 /// # Safety

@@ -3,7 +3,7 @@
 
 use malcolm_agent::{
     malcolm_agent_abi_version, malcolm_agent_call, malcolm_agent_close, malcolm_agent_open,
-    MalcolmAgent, ABI_VERSION,
+    malcolm_agent_stats, MalcolmAgent, MalcolmAgentStats, ABI_VERSION,
 };
 use malcolm_proto::bridge::{envelope::Body, Close, EpisodeEnd, ErrorCode};
 use malcolm_proto::codec::{decode_envelope, encode_envelope, envelope};
@@ -184,14 +184,19 @@ fn a_learner_checkpoint_is_saved_at_close_and_loaded_at_open() {
     close(a).unwrap();
     let bytes = std::fs::read(&ckpt).expect("checkpoint written at close");
     assert!(bytes.len() > 10_000, "{} bytes", bytes.len());
-    // Reopened in eval mode from that file: the Welcome names the saved weights' version.
+    // Reopened in eval mode from that file, which an evaluating run leaves as it was (runs in
+    // parallel may read it).
+    let saved = std::fs::metadata(&ckpt).unwrap().modified().unwrap();
     let a = open(&flags.replace("train", "eval")).unwrap();
     let w = call(a, 1, Body::Hello(hello("ffi-eval")));
     let Some(Body::Welcome(w)) = w.body else {
         panic!("{w:?}")
     };
     assert_eq!(w.mode_name, "eval");
+    steps(a, 0, 5);
     close(a).unwrap();
+    assert_eq!(std::fs::metadata(&ckpt).unwrap().modified().unwrap(), saved);
+    assert_eq!(std::fs::read(&ckpt).unwrap(), bytes);
     // A checkpoint that cannot be written (its folder is a file): close says why.
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, b"x").unwrap();
@@ -203,6 +208,35 @@ fn a_learner_checkpoint_is_saved_at_close_and_loaded_at_open() {
     episode(a, "ffi-fail", 5);
     let e = close(a).unwrap_err();
     assert!(e.contains("not-a-dir"), "{e}");
+}
+
+fn stats(a: *mut MalcolmAgent) -> MalcolmAgentStats {
+    let mut s = MalcolmAgentStats::default();
+    assert_eq!(unsafe { malcolm_agent_stats(a, &mut s) }, 0);
+    s
+}
+
+#[test]
+fn stats_count_steps_decisions_refusals_and_the_learners_work() {
+    let a = open("--policy round-robin").unwrap();
+    assert_eq!(stats(a), MalcolmAgentStats::default());
+    episode(a, "ffi-stats", 7);
+    assert_eq!(
+        error_code(&call_bytes(a, &[0xff, 0xff, 0xff, 0x07])),
+        Some(ErrorCode::Malformed)
+    );
+    let s = stats(a);
+    assert_eq!((s.steps, s.decisions, s.errors), (7, 21, 1));
+    assert_eq!(s.learner_updates, 0);
+    close(a).unwrap();
+    // A learner: every decision becomes a transition once its outcome and successor are in.
+    let a = open("--policy malcolm-strict --mode train").unwrap();
+    episode(a, "ffi-stats-learner", 30);
+    let s = stats(a);
+    assert_eq!((s.steps, s.decisions), (30, 90));
+    assert_eq!(s.transitions_dropped, 0);
+    assert!(s.transitions_inserted <= 90, "{s:?}");
+    close(a).unwrap();
 }
 
 #[test]
@@ -229,6 +263,8 @@ fn null_pointers_are_errors_not_crashes() {
         unsafe { malcolm_agent_close(std::ptr::null_mut(), err.as_mut_ptr(), err.len()) },
         0
     );
+    let mut s = MalcolmAgentStats::default();
+    assert_eq!(unsafe { malcolm_agent_stats(std::ptr::null(), &mut s) }, 1);
 }
 
 #[test]

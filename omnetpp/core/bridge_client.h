@@ -91,6 +91,8 @@ class BridgeClient
     // Sends Close; an embedded agent then saves its checkpoint (a failed save throws).
     void close(const std::string& reason);
     bool embedded() const { return embedded_ != nullptr; }
+    // The embedded agent's figures (zeros for a ZeroMQ agent: the server keeps its own).
+    MalcolmAgentStats embeddedStats() const { return embedded_ ? embedded_->stats() : MalcolmAgentStats{}; }
     // The session's protocol version (1 until a Welcome names another).
     uint32_t protocolVersion() const { return version_; }
 

@@ -54,6 +54,7 @@ EmbeddedAgent::EmbeddedAgent(const std::string& library, const std::string& flag
     auto open = symbol<OpenFn>(handle_, "malcolm_agent_open", path_);
     call_ = symbol<CallFn>(handle_, "malcolm_agent_call", path_);
     close_ = symbol<CloseFn>(handle_, "malcolm_agent_close", path_);
+    stats_ = symbol<StatsFn>(handle_, "malcolm_agent_stats", path_);
     char err[kErrLen] = {0};
     agent_ = open(flags.c_str(), err, sizeof err);
     if (!agent_)
@@ -78,6 +79,14 @@ void EmbeddedAgent::call(const std::string& request, const uint8_t*& reply, size
     if (call_(agent_, reinterpret_cast<const uint8_t*>(request.data()), request.size(), &reply, &replyLen, err,
               sizeof err) != 0)
         throw EmbeddedAgentError(std::string("embedded agent failed: ") + err);
+}
+
+MalcolmAgentStats EmbeddedAgent::stats() const
+{
+    MalcolmAgentStats s{};
+    if (agent_)
+        stats_(agent_, &s);
+    return s;
 }
 
 void EmbeddedAgent::close()

@@ -38,8 +38,10 @@ class EmbeddedAgent
 
     // The reply to one encoded Envelope; the bytes stay valid until the next call or close.
     void call(const std::string& request, const uint8_t*& reply, size_t& replyLen);
-    // Saves the checkpoint (when --checkpoint was given) and frees the agent; throws on a
-    // failed save. Idempotent.
+    // What the agent has done so far (zeros once closed).
+    MalcolmAgentStats stats() const;
+    // Saves the checkpoint (train mode, when --checkpoint was given) and frees the agent;
+    // throws on a failed save. Idempotent.
     void close();
 
     const std::string& libraryPath() const { return path_; }
@@ -50,11 +52,13 @@ class EmbeddedAgent
     using CallFn = decltype(&malcolm_agent_call);
     using CloseFn = decltype(&malcolm_agent_close);
     using AbiFn = decltype(&malcolm_agent_abi_version);
+    using StatsFn = decltype(&malcolm_agent_stats);
 
     std::string path_;
     void* handle_ = nullptr;
     CallFn call_ = nullptr;
     CloseFn close_ = nullptr;
+    StatsFn stats_ = nullptr;
     MalcolmAgent* agent_ = nullptr;
 };
 

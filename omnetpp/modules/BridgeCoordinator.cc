@@ -327,6 +327,18 @@ void BridgeCoordinator::finish()
     // The run was cut by its time limit: the state still has value (truncated).
     if (client_ && !usingFallback_) {
         endEpisode(false);
+        if (client_->embedded()) {
+            // The agent's own figures (a server keeps them in its control plane instead).
+            MalcolmAgentStats a = client_->embeddedStats();
+            recordScalar("agentDecisions", static_cast<double>(a.decisions));
+            recordScalar("agentPlacedBehindPaused", static_cast<double>(a.placed_behind_paused));
+            recordScalar("agentErrors", static_cast<double>(a.errors));
+            recordScalar("learnerUpdates", static_cast<double>(a.learner_updates));
+            recordScalar("learnerTransitions", static_cast<double>(a.transitions_inserted));
+            recordScalar("learnerTransitionsDropped", static_cast<double>(a.transitions_dropped));
+            recordScalar("learnerReplayRatio", a.samples_per_insert);
+            recordScalar("learnerEnvWaitSeconds", a.env_wait_s);
+        }
         try {
             client_->close("simulation finished");
         }

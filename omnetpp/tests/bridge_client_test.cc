@@ -618,6 +618,11 @@ TEST(EmbeddedAgent, RoundRobinInProcessAnswersLikeTheServerAndSurvivesBadInput)
         EXPECT_EQ(e.agentCode(), pb::ERROR_CODE_INVALID_ARGUMENT) << e.what();
     }
     EXPECT_EQ(client.step(smallStep(4, 5, 2, kProtocolV2)).targets_size(), 2);
+    MalcolmAgentStats st = client.embeddedStats();
+    EXPECT_EQ(st.steps, 6u);       // 5 + the one after the refusals
+    EXPECT_EQ(st.decisions, 17u);  // 5 x 3 + 2
+    EXPECT_EQ(st.errors, 2u);      // node 9, and the v1 Step
+    EXPECT_EQ(st.learner_updates, 0u);
     client.episodeEnd(buildEpisodeEnd(0, 6, false, 12000, {}));
     client.close("test done");
 }

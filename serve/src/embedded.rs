@@ -10,9 +10,9 @@
 use crate::registry::PolicyArgs;
 use crate::server::{parse_mode, save_final, ServerError};
 use crate::session::{After, Session, SessionConfig};
-use crate::shared::Shared;
+use crate::shared::{Counters, Shared};
 use clap::Parser;
-use malcolm_policies::Mode;
+use malcolm_policies::{LearnerStatus, Mode};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +27,8 @@ pub struct EmbeddedArgs {
     /// Initial mode: train (explore and learn), eval (greedy), frozen (greedy, never updated).
     #[arg(long, default_value = "train", value_parser = parse_mode)]
     pub mode: Mode,
-    /// Checkpoint loaded at start when the file exists, and saved at close.
+    /// Checkpoint loaded at start when the file exists, and saved at close in train mode
+    /// (an evaluating run has nothing new to save, and parallel runs may share the file).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Largest request answered normally (larger: an OVERSIZED error reply).
@@ -44,10 +45,21 @@ pub enum EmbeddedError {
     Server(#[from] ServerError),
 }
 
+/// What an embedded agent has done, for the env to record with its results.
+#[derive(Debug, Clone, Default)]
+pub struct EmbeddedStats {
+    pub steps: u64,
+    pub decisions: u64,
+    pub placed_behind_paused: u64,
+    pub errors: u64,
+    pub learner: LearnerStatus,
+}
+
 /// One env's agent, called in lockstep on the env's thread.
 pub struct EmbeddedAgent {
     session: Session,
     shared: Arc<Shared>,
+    /// Where to save at close (train mode only).
     checkpoint: Option<PathBuf>,
     max_message_bytes: usize,
     reply: Vec<u8>,
@@ -77,6 +89,7 @@ impl EmbeddedAgent {
             tracing::info!(path = %ckpt.display(), version = info.policy_version, "checkpoint loaded");
         }
         shared.set_mode(a.mode);
+        let save_to = a.checkpoint.filter(|_| a.mode == Mode::Train);
         let config = SessionConfig {
             max_message_bytes: a.max_message_bytes,
             ..SessionConfig::default()
@@ -84,7 +97,7 @@ impl EmbeddedAgent {
         Ok(Self {
             session: Session::new(1, shared.clone(), config),
             shared,
-            checkpoint: a.checkpoint,
+            checkpoint: save_to,
             max_message_bytes: a.max_message_bytes,
             reply: Vec::new(),
             closed: false,
@@ -119,8 +132,19 @@ impl EmbeddedAgent {
         &self.shared
     }
 
-    /// Saves the checkpoint when one was named (a policy with nothing to save is fine) and
-    /// logs what the agent did.
+    pub fn stats(&self) -> EmbeddedStats {
+        let c = &self.shared.counters;
+        EmbeddedStats {
+            steps: Counters::get(&c.steps),
+            decisions: Counters::get(&c.decisions),
+            placed_behind_paused: Counters::get(&c.placed_behind_paused),
+            errors: Counters::get(&c.errors),
+            learner: self.shared.active().1.status(),
+        }
+    }
+
+    /// Saves the checkpoint when one was named in train mode (a policy with nothing to save
+    /// is fine) and logs what the agent did.
     pub fn close(self) -> Result<(), EmbeddedError> {
         let (p50, p99, n) = self.shared.take_decide_percentiles();
         let learner = self.shared.active().1.status();
