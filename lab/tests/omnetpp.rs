@@ -95,4 +95,56 @@ fn quick_train_and_evaluate_on_hetero() {
         train.lines().count() >= 2,
         "at least one training run: {train}"
     );
+    same_results_embedded_and_served(&out.join("best.safetensors"), dir.path());
+}
+
+/// The trained checkpoint and a baseline evaluated with the embedded agent inside the runs
+/// and over the in-process ZeroMQ bridge: every column of eval.csv but the speed is equal
+/// (the same decisions, so the same outcomes, counts and placements behind paused links).
+fn same_results_embedded_and_served(ckpt: &std::path::Path, dir: &std::path::Path) {
+    if malcolm_lab::omnetpp::runner::find_agent_library().is_none() {
+        eprintln!("libmalcolm_agent.so not built: skipping embedded vs served (cargo build --release -p malcolm-agent-ffi)");
+        return;
+    }
+    let eval = |name: &str, extra: &[&str]| -> Vec<Vec<String>> {
+        let out = dir.join(name);
+        let compare = format!("trained={}", ckpt.display());
+        let mut args = vec![
+            "omnetpp",
+            "--quick",
+            "--ini-config",
+            "Hetero",
+            "--minutes",
+            "0",
+            "--baselines",
+            "slack-greedy",
+            "--compare",
+            &compare,
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let cli = Cli::parse_from(args);
+        let Outcome::Done { markdown, .. } = run(&cli.a, &Shutdown::new()).unwrap() else {
+            panic!("OMNeT++ was found, the job must run");
+        };
+        let served = markdown.contains("by an in-process bridge over ZeroMQ");
+        assert_eq!(served, !extra.is_empty(), "{markdown}");
+        let mut r = csv::Reader::from_path(out.join("eval.csv")).unwrap();
+        let h = r.headers().unwrap().clone();
+        r.records()
+            .map(|x| {
+                let x = x.unwrap();
+                h.iter()
+                    .zip(x.iter())
+                    .filter(|(c, _)| *c != "events_per_s" && *c != "wall_s")
+                    .map(|(_, v)| v.to_string())
+                    .collect()
+            })
+            .collect()
+    };
+    let embedded = eval("embedded", &[]);
+    let served = eval("served", &["--eval-over-zeromq"]);
+    assert_eq!(embedded.len(), 4);
+    assert_eq!(embedded, served);
 }

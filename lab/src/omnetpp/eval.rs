@@ -3,7 +3,7 @@
 //! bridge per run; outcomes from the `.sca` files; per-run rows and a summary with 95%
 //! intervals over runs.
 
-use super::runner::{run_served, Omnetpp, RunError, RunSpec};
+use super::runner::{run_embedded, run_served, Omnetpp, RunError, RunSpec};
 use crate::results::tail_ci;
 use crate::stats::MeanCi;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,13 +13,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// One policy to evaluate: its factory (already in eval mode) and extra `opp_run` arguments
-/// (FCFS servers for `+fcfs`).
+/// One policy to evaluate: its factory (already in eval mode), the same policy as embedded
+/// agent flags (`None`: served only), and extra `opp_run` arguments (FCFS servers for
+/// `+fcfs`).
 #[derive(Clone)]
 pub struct Case {
     pub label: String,
     pub policy: String,
     pub factory: Arc<dyn PolicyFactory>,
+    pub embedded: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -35,6 +37,9 @@ pub struct EvalPlan {
     pub parallel: usize,
     pub out: PathBuf,
     pub show_progress: bool,
+    /// The embedded agent's library: cases with embedded flags run with the agent inside
+    /// (same decisions, a fraction of the bridge's cost); `None` serves every run.
+    pub agent_library: Option<PathBuf>,
 }
 
 /// One evaluated run.
@@ -133,7 +138,13 @@ pub fn evaluate(
                     extra: case.extra.clone(),
                 };
                 pb.set_message(format!("{}, {filter}, repetition {rep}", case.label));
-                match run_served(opp, case.factory.clone(), &spec, plan.run_timeout, stop) {
+                let result = match (&plan.agent_library, &case.embedded) {
+                    (Some(lib), Some(flags)) => {
+                        run_embedded(opp, lib, flags, &spec, plan.run_timeout, stop)
+                    }
+                    _ => run_served(opp, case.factory.clone(), &spec, plan.run_timeout, stop),
+                };
+                match result {
                     Ok(r) => {
                         let o = &r.outcome;
                         rows.lock().expect("rows").push((

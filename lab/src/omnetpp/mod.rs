@@ -1,10 +1,11 @@
 //! `agent-server omnetpp`: train Malcolm-Strict on OMNeT++ Cmdenv runs of an ini config and
 //! evaluate it there, in one command. The runs are the environments; each is served by an
-//! in-process bridge (the same session contract as `serve`). Training runs use repetitions
+//! in-process bridge (the same session contract as `serve`), or, evaluating, by the embedded
+//! agent inside the run where `libmalcolm_agent.so` is built. Training runs use repetitions
 //! (seed sets) 0..100, validation 200.., the held-out test 100..; every wait is bounded by a
 //! run timeout, and Ctrl-C kills the runs and saves the checkpoint.
 //!
-//! - [`runner`]: finding OMNeT++, building the modules, one served run.
+//! - [`runner`]: finding OMNeT++, building the modules, one served or embedded run.
 //! - [`sca`]: a run's outcome from its `.sca` file.
 //! - [`job`]: training with validation and the best checkpoint.
 //! - [`eval`]: the held-out evaluation and its summary.
@@ -99,6 +100,12 @@ pub struct OmnetppArgs {
     /// Evaluation runs at a time.
     #[arg(long, default_value_t = 1)]
     pub eval_parallel: usize,
+    /// Serve the evaluation runs over ZeroMQ even where the embedded agent
+    /// (libmalcolm_agent.so: `cargo build --release -p malcolm-agent-ffi`) is built; by default
+    /// they run with the agent inside (the same decisions, without the bridge's thread
+    /// hand-offs; each run loads libtorch once, about 0.3 s).
+    #[arg(long)]
+    pub eval_over_zeromq: bool,
     /// Bound on one run's wall clock (seconds); a run over it is killed and fails the job.
     #[arg(long, default_value_t = DEFAULT_RUN_TIMEOUT_S)]
     pub run_timeout_s: f64,
@@ -165,6 +172,14 @@ pub fn checkpoint_factory(
     path: &Path,
     agents: &AgentsConfig,
 ) -> Result<Arc<dyn PolicyFactory>, OmnetppError> {
+    Ok(checkpoint_factory_and_config(path, agents)?.0)
+}
+
+/// [`checkpoint_factory`] and the learners' configuration it was made with.
+fn checkpoint_factory_and_config(
+    path: &Path,
+    agents: &AgentsConfig,
+) -> Result<(Arc<dyn PolicyFactory>, AgentsConfig), OmnetppError> {
     let bad = |reason: String| OmnetppError::Checkpoint {
         path: path.display().to_string(),
         reason,
@@ -177,7 +192,34 @@ pub fn checkpoint_factory(
     let f = registry::make_factory("malcolm-strict", &agents)?;
     f.load_checkpoint(path)?;
     f.set_mode(Mode::Eval);
-    Ok(f)
+    Ok((f, agents))
+}
+
+/// Embedded-agent flags serving `policy` greedily, with `agents` written to `config_file`
+/// and the weights of `checkpoint` (learners); `None` when a path has whitespace (the flags
+/// are split on it): that case is served over ZeroMQ.
+fn embedded_flags(
+    policy: &str,
+    checkpoint: Option<&Path>,
+    agents: &AgentsConfig,
+    config_file: &Path,
+) -> Result<Option<String>, OmnetppError> {
+    let mut flags = format!("--policy {policy} --mode eval");
+    if let Some(ckpt) = checkpoint {
+        let json = serde_json::to_string_pretty(agents).expect("agents config serialises");
+        std::fs::write(config_file, json).map_err(|source| runner::RunError::Io {
+            what: format!("writing {}", config_file.display()),
+            source,
+        })?;
+        for (flag, path) in [("--checkpoint", ckpt), ("--agents-config", config_file)] {
+            let p = path.display().to_string();
+            if p.chars().any(char::is_whitespace) {
+                return Ok(None);
+            }
+            flags.push_str(&format!(" {flag} {p}"));
+        }
+    }
+    Ok(Some(flags))
 }
 
 /// Runs the command: trains (unless `--minutes 0`), evaluates, writes the results folder.
@@ -279,22 +321,43 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
             learner.load_checkpoint(best)?;
         }
         learner.set_mode(Mode::Eval);
+        let weights = t
+            .best_checkpoint
+            .clone()
+            .unwrap_or_else(|| out.join("checkpoint.safetensors"));
         cases.push(Case {
             label: "Malcolm-Strict (trained here)".into(),
             policy: a.policy.policy.clone(),
             factory: learner,
+            embedded: embedded_flags(
+                &a.policy.policy,
+                Some(&weights),
+                &agents,
+                &out.join("runs/agents-trained.json"),
+            )?,
             extra: vec![],
         });
         trained = Some(t);
     }
-    for c in &a.compare {
+    for (i, c) in a.compare.iter().enumerate() {
         let (label, path) = c
             .split_once('=')
             .ok_or_else(|| OmnetppError::Usage(format!("--compare {c:?}: want LABEL=PATH")))?;
+        let path = std::fs::canonicalize(path).map_err(|e| OmnetppError::Checkpoint {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        let (factory, config) = checkpoint_factory_and_config(&path, &agents)?;
         cases.push(Case {
             label: label.to_string(),
             policy: "malcolm-strict".into(),
-            factory: checkpoint_factory(Path::new(path), &agents)?,
+            factory,
+            embedded: embedded_flags(
+                "malcolm-strict",
+                Some(&path),
+                &config,
+                &out.join(format!("runs/agents-compare-{i}.json")),
+            )?,
             extra: vec![],
         });
     }
@@ -313,6 +376,7 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
             },
             policy: policy.to_string(),
             factory: f,
+            embedded: embedded_flags(policy, None, &agents, Path::new(""))?,
             extra: if fcfs {
                 vec!["--**.scheduler.discipline=\"fcfs\"".into()]
             } else {
@@ -331,7 +395,26 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
         parallel: a.eval_parallel.max(1),
         out: out.clone(),
         show_progress: true,
+        agent_library: if a.eval_over_zeromq {
+            None
+        } else {
+            runner::find_agent_library()
+        },
     };
+    match &eval_plan.agent_library {
+        Some(lib) => eprintln!(
+            "Evaluating with the embedded agent ({}) inside each run",
+            lib.display()
+        ),
+        None => eprintln!(
+            "Evaluating over ZeroMQ (in-process bridge){}",
+            if a.eval_over_zeromq {
+                ""
+            } else {
+                ": no libmalcolm_agent.so (cargo build --release -p malcolm-agent-ffi)"
+            }
+        ),
+    }
     if eval_plan.reps.is_empty() || cases.is_empty() {
         let markdown = report::write(&out, a, &plan, trained.as_ref(), &[], None)?;
         return Ok(Outcome::Done {

@@ -75,20 +75,25 @@ pub fn write(
         files.extend(["`eval.csv`", "`summary.csv`"]);
         md += &format!(
             "\nEvaluated greedily on held-out repetitions {:?} ({} of simulated time each; no \
-             training or validation run used these seed sets), each policy served by an \
-             in-process bridge. Miss rate = (late + dropped) / tasks the EDF (or FCFS) servers \
+             training or validation run used these seed sets), each policy served {}. Miss rate = (late + dropped) / tasks the EDF (or FCFS) servers \
              finished or dropped (their `.sca` counts; \"unfinished at the end\" = generated tasks \
              neither finished nor dropped when the run ended, which the miss rate does not \
              count); p99 over every task with drops at \
              +∞ (∞ when over 1% dropped), interpolated in the servers' pooled latency \
              histograms; \"placed behind a paused link\" = placements whose origin uplink or \
              target downlink was PFC-paused in the Step the decision answered, over all \
-             decisions (measured by the server). ± is the 95% interval over runs.\n",
+             decisions (counted by the agent from the Step's link state). ± is the 95% interval \
+             over runs.\n",
             e.reps,
             if e.sim_time.is_empty() {
                 "the ini's time"
             } else {
                 &e.sim_time
+            },
+            if e.agent_library.is_some() {
+                "by the embedded agent inside each run (the same session as the server's)"
+            } else {
+                "by an in-process bridge over ZeroMQ"
             }
         );
         md += &markdown_tables(&summary);

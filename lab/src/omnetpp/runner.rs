@@ -1,7 +1,9 @@
 //! OMNeT++ runs as environments: finding OMNeT++ and our module library, building the
 //! modules, and one Cmdenv run of an ini config served by an in-process bridge
-//! ([`run_served`]): its own ZeroMQ endpoint, its own counters, a bounded wait, its outcome
-//! read from the `.sca` file. Training, validation and evaluation are all made of these.
+//! ([`run_served`]: its own ZeroMQ endpoint, its own counters) or by the embedded agent
+//! inside the run ([`run_embedded`]: no bridge, the counts from the `.sca`), with a bounded
+//! wait and its outcome read from the `.sca` file. Training, validation and evaluation are
+//! all made of these.
 
 use super::sca::{find_sca, ScaError, ScaOutcome};
 use malcolm_policies::PolicyFactory;
@@ -257,6 +259,45 @@ fn ipc_endpoint() -> (String, PathBuf) {
     (format!("ipc://{}", path.display()), path)
 }
 
+/// The embedded agent's library (`libmalcolm_agent.so`): `MALCOLM_AGENT_LIBRARY`, else next
+/// to this executable or one folder up (`target/release/` beside the binary, or above the
+/// test executables in `deps/`); `None` when it was not built.
+pub fn find_agent_library() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MALCOLM_AGENT_LIBRARY").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p)).filter(|p| p.is_file());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let found = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join("libmalcolm_agent.so"))
+        .find(|p| p.is_file());
+    found
+}
+
+/// Runs `spec` in Cmdenv with the agent inside the run: `libmalcolm_agent.so` at `library`
+/// opened with `flags` (`agent-server serve`'s --policy, --mode, --checkpoint,
+/// --agents-config). Decisions and placements behind paused links come from the `.sca`.
+pub fn run_embedded(
+    opp: &Omnetpp,
+    library: &Path,
+    flags: &str,
+    spec: &RunSpec,
+    timeout: Duration,
+    stop: &Shutdown,
+) -> Result<RunResult, RunError> {
+    let started = Instant::now();
+    let endpoint = format!("embedded:{flags}");
+    let outcome = run_opp(opp, spec, &endpoint, Some(library), started + timeout, stop)?;
+    Ok(RunResult {
+        decisions: outcome.agent_decisions.unwrap_or(0),
+        behind_paused: outcome.agent_behind_paused.unwrap_or(0),
+        outcome,
+        wall_s: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// Runs `spec` in Cmdenv against `factory` (in whatever mode the caller set), served by a
 /// bridge of its own on a fresh ipc endpoint; strict: no fallback policy, so a run that
 /// cannot reach the agent fails. Killed after `timeout` or when `stop` is triggered.
@@ -288,76 +329,7 @@ pub fn run_served(
         let (shared, s) = (shared.clone(), bridge_stop.clone());
         std::thread::spawn(move || bridge.run(shared, None, s))
     };
-    let result = (|| {
-        let _ = std::fs::remove_dir_all(&spec.result_dir);
-        std::fs::create_dir_all(&spec.result_dir).map_err(io("creating a result folder"))?;
-        let log = spec.result_dir.join("opp_run.log");
-        let out = std::fs::File::create(&log).map_err(io("creating the run log"))?;
-        let err = out.try_clone().map_err(io("run log"))?;
-        let filter = if spec.filter.trim().is_empty() || spec.filter.trim() == "true" {
-            format!("$repetition=={}", spec.repetition)
-        } else {
-            format!("({}) && $repetition=={}", spec.filter, spec.repetition)
-        };
-        let mut args: Vec<String> = vec![
-            "-u".into(),
-            "Cmdenv".into(),
-            "-l".into(),
-            opp.library.display().to_string(),
-            "-n".into(),
-            opp.repo.join("ned").display().to_string(),
-            "-c".into(),
-            spec.config.clone(),
-            "-r".into(),
-            filter,
-            format!("--repeat={}", spec.repetition + 1),
-            format!("--result-dir={}", spec.result_dir.display()),
-            "--cmdenv-express-mode=true".into(),
-            "--cmdenv-status-frequency=600s".into(),
-            format!("--**.coordinator.agentEndpoint=\"{endpoint}\""),
-            "--**.coordinator.fallbackPolicy=\"\"".into(),
-            format!("--**.coordinator.envId=\"{}\"", spec.env_id),
-        ];
-        if !spec.sim_time.is_empty() {
-            args.push(format!("--sim-time-limit={}", spec.sim_time));
-        }
-        args.extend(spec.extra.iter().cloned());
-        args.push("omnetpp.ini".into());
-        tracing::debug!(run = %spec.name(), ?args, "starting opp_run");
-        let child = Command::new(&opp.opp_run)
-            .args(&args)
-            .current_dir(opp.repo.join("ini"))
-            .env("LD_LIBRARY_PATH", ld_library_path(&opp.root))
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(io("starting opp_run"))?;
-        wait_child(
-            child,
-            started + timeout,
-            stop,
-            &format!("OMNeT++ run {}", spec.name()),
-            &log,
-        )?;
-        let n = std::fs::read_dir(&spec.result_dir)
-            .map_err(io("reading a result folder"))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "sca"))
-            .count();
-        if n != 1 {
-            return Err(RunError::RunCount {
-                what: spec.name(),
-                n,
-            });
-        }
-        let sca = find_sca(&spec.result_dir).expect("one .sca file");
-        let outcome = ScaOutcome::read(&sca)?;
-        if outcome.total() == 0 {
-            return Err(RunError::NoTasks { what: spec.name() });
-        }
-        Ok(outcome)
-    })();
+    let result = run_opp(opp, spec, &endpoint, None, started + timeout, stop);
     bridge_stop.trigger();
     let bridged = bridge_thread.join().map_err(|_| RunError::Panicked)?;
     let _ = std::fs::remove_file(&sock);
@@ -369,6 +341,90 @@ pub fn run_served(
         behind_paused: Counters::get(&shared.counters.placed_behind_paused),
         wall_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// One strict Cmdenv run of `spec` against `endpoint` (no fallback policy), killed at
+/// `deadline` or when `stop` is triggered; its outcome from the one `.sca` it must write.
+fn run_opp(
+    opp: &Omnetpp,
+    spec: &RunSpec,
+    endpoint: &str,
+    agent_library: Option<&Path>,
+    deadline: Instant,
+    stop: &Shutdown,
+) -> Result<ScaOutcome, RunError> {
+    let _ = std::fs::remove_dir_all(&spec.result_dir);
+    std::fs::create_dir_all(&spec.result_dir).map_err(io("creating a result folder"))?;
+    let log = spec.result_dir.join("opp_run.log");
+    let out = std::fs::File::create(&log).map_err(io("creating the run log"))?;
+    let err = out.try_clone().map_err(io("run log"))?;
+    let filter = if spec.filter.trim().is_empty() || spec.filter.trim() == "true" {
+        format!("$repetition=={}", spec.repetition)
+    } else {
+        format!("({}) && $repetition=={}", spec.filter, spec.repetition)
+    };
+    let mut args: Vec<String> = vec![
+        "-u".into(),
+        "Cmdenv".into(),
+        "-l".into(),
+        opp.library.display().to_string(),
+        "-n".into(),
+        opp.repo.join("ned").display().to_string(),
+        "-c".into(),
+        spec.config.clone(),
+        "-r".into(),
+        filter,
+        format!("--repeat={}", spec.repetition + 1),
+        format!("--result-dir={}", spec.result_dir.display()),
+        "--cmdenv-express-mode=true".into(),
+        "--cmdenv-status-frequency=600s".into(),
+        format!("--**.coordinator.agentEndpoint=\"{endpoint}\""),
+        "--**.coordinator.fallbackPolicy=\"\"".into(),
+        format!("--**.coordinator.envId=\"{}\"", spec.env_id),
+    ];
+    if !spec.sim_time.is_empty() {
+        args.push(format!("--sim-time-limit={}", spec.sim_time));
+    }
+    args.extend(spec.extra.iter().cloned());
+    args.push("omnetpp.ini".into());
+    tracing::debug!(run = %spec.name(), ?args, "starting opp_run");
+    let mut cmd = Command::new(&opp.opp_run);
+    if let Some(lib) = agent_library {
+        cmd.env("MALCOLM_AGENT_LIBRARY", lib);
+    }
+    let child = cmd
+        .args(&args)
+        .current_dir(opp.repo.join("ini"))
+        .env("LD_LIBRARY_PATH", ld_library_path(&opp.root))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(io("starting opp_run"))?;
+    wait_child(
+        child,
+        deadline,
+        stop,
+        &format!("OMNeT++ run {}", spec.name()),
+        &log,
+    )?;
+    let n = std::fs::read_dir(&spec.result_dir)
+        .map_err(io("reading a result folder"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "sca"))
+        .count();
+    if n != 1 {
+        return Err(RunError::RunCount {
+            what: spec.name(),
+            n,
+        });
+    }
+    let sca = find_sca(&spec.result_dir).expect("one .sca file");
+    let outcome = ScaOutcome::read(&sca)?;
+    if outcome.total() == 0 {
+        return Err(RunError::NoTasks { what: spec.name() });
+    }
+    Ok(outcome)
 }
 
 /// `LD_LIBRARY_PATH` with OMNeT++'s `lib/` first.

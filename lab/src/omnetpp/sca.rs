@@ -18,6 +18,10 @@ pub struct ScaOutcome {
     pub latency_bins: Vec<(f64, f64, f64)>,
     /// The coordinator's simulation speed (events per wall-clock second), 0 if absent.
     pub events_per_s: f64,
+    /// What an embedded agent recorded (a served run's counts are the server's): decisions
+    /// and placements behind a PFC-paused link; `None` when the run had no embedded agent.
+    pub agent_decisions: Option<u64>,
+    pub agent_behind_paused: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,8 +89,14 @@ impl ScaOutcome {
                         *slot += v.max(0.0) as u64;
                     } else if module.ends_with(".app") && name == "generated:count" {
                         o.generated += v.max(0.0) as u64;
-                    } else if module.ends_with(".coordinator") && name == "eventsPerWallSecond" {
-                        o.events_per_s += v;
+                    } else if module.ends_with(".coordinator") {
+                        let count = Some(v.max(0.0) as u64);
+                        match name {
+                            "eventsPerWallSecond" => o.events_per_s += v,
+                            "agentDecisions" => o.agent_decisions = count,
+                            "agentPlacedBehindPaused" => o.agent_behind_paused = count,
+                            _ => {}
+                        }
                     }
                 }
                 Some("statistic") => {
@@ -242,6 +252,16 @@ bin\t0\t5
         // 111 generated, 110 finished or dropped: 1 still in the rack at the end.
         assert_eq!(o.generated, 111);
         assert!((o.unfinished_fraction() - 1.0 / 111.0).abs() < 1e-12);
+        // No embedded agent in this run; one that had it records its counts.
+        assert_eq!((o.agent_decisions, o.agent_behind_paused), (None, None));
+        let embedded = format!(
+            "{SCA}scalar Rack16.coordinator agentDecisions 4872\nscalar Rack16.coordinator agentPlacedBehindPaused 17\n"
+        );
+        let e = ScaOutcome::parse(&embedded);
+        assert_eq!(
+            (e.agent_decisions, e.agent_behind_paused),
+            (Some(4872), Some(17))
+        );
         // The queue-length histogram is not a latency.
         assert_eq!(
             o.latency_bins,
