@@ -8,7 +8,7 @@
 //! bytes, the validation and the policy are those of the server: the same [`Session`].
 
 use crate::registry::PolicyArgs;
-use crate::server::{parse_mode, save_final, ServerError};
+use crate::server::{load_existing_checkpoint, parse_mode, save_final, ServerError};
 use crate::session::{After, Session, SessionConfig};
 use crate::shared::{Counters, Shared};
 use clap::Parser;
@@ -77,17 +77,7 @@ impl EmbeddedAgent {
 
     pub fn with_args(a: EmbeddedArgs) -> Result<Self, EmbeddedError> {
         let shared = a.policy.shared()?;
-        if let Some(ckpt) = a.checkpoint.as_ref().filter(|p| p.exists()) {
-            let (_, factory) = shared.active();
-            let info =
-                factory
-                    .load_checkpoint(ckpt)
-                    .map_err(|source| ServerError::LoadCheckpoint {
-                        path: ckpt.display().to_string(),
-                        source,
-                    })?;
-            tracing::info!(path = %ckpt.display(), version = info.policy_version, "checkpoint loaded");
-        }
+        load_existing_checkpoint(&shared, a.checkpoint.as_deref())?;
         shared.set_mode(a.mode);
         let save_to = a.checkpoint.filter(|_| a.mode == Mode::Train);
         let config = SessionConfig {

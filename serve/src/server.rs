@@ -128,17 +128,7 @@ impl Server {
     /// bridge and the control plane. Call inside a tokio runtime.
     pub async fn start(a: ServeArgs) -> Result<Self, ServerError> {
         let shared = a.policy.shared()?;
-        let (_, factory) = shared.active();
-        if let Some(ckpt) = a.checkpoint.as_ref().filter(|p| p.exists()) {
-            let info =
-                factory
-                    .load_checkpoint(ckpt)
-                    .map_err(|source| ServerError::LoadCheckpoint {
-                        path: ckpt.display().to_string(),
-                        source,
-                    })?;
-            tracing::info!(path = %ckpt.display(), version = info.policy_version, "checkpoint loaded");
-        }
+        load_existing_checkpoint(&shared, a.checkpoint.as_deref())?;
         shared.set_mode(a.mode);
         let ctx = zmq::Context::new();
         let bridge = Bridge::bind(
@@ -270,6 +260,26 @@ pub async fn run(
     control_task.await.map_err(|_| ServerError::Panicked)??;
     bridge_result?;
     saved
+}
+
+/// Loads `path` into the active policy when the file exists (a first run starts fresh and
+/// saves there later).
+pub(crate) fn load_existing_checkpoint(
+    shared: &Shared,
+    path: Option<&std::path::Path>,
+) -> Result<(), ServerError> {
+    let Some(ckpt) = path.filter(|p| p.exists()) else {
+        return Ok(());
+    };
+    let (_, factory) = shared.active();
+    let info = factory
+        .load_checkpoint(ckpt)
+        .map_err(|source| ServerError::LoadCheckpoint {
+            path: ckpt.display().to_string(),
+            source,
+        })?;
+    tracing::info!(path = %ckpt.display(), version = info.policy_version, "checkpoint loaded");
+    Ok(())
 }
 
 /// The shutdown save: a policy with nothing to save is fine; any other failure is an error
