@@ -172,8 +172,8 @@ pb::Welcome BridgeClient::hello(const pb::Hello& hello)
         throw BridgeError(BridgeError::Code::BadReply, "Hello: agent chose protocol version " + std::to_string(chosen) +
                                                            ", not one of the offered 1.." +
                                                            std::to_string(options_.maxProtocolVersion));
-    // bridge.proto has the Welcome's envelope in v1; the Rust agent server sends it in the
-    // version it chose. Either is unambiguous.
+    // bridge.proto has the Welcome's envelope in v1; agent servers before that was fixed sent
+    // it in the version they chose. Either is unambiguous, so both are accepted.
     if (reply.protocol_version() != kProtocolV1 && reply.protocol_version() != chosen)
         throw BridgeError(BridgeError::Code::BadReply, "Hello: reply carries protocol version " +
                                                            std::to_string(reply.protocol_version()) +

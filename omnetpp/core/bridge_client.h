@@ -104,7 +104,7 @@ class BridgeClient
     // The protocol version a reply must carry.
     enum class ReplyVersion {
         Session,      // the session's
-        SessionOrV1,  // the session's, or 1 (the Rust agent server acks a Close after ending the session)
+        SessionOrV1,  // the session's, or 1 (agent servers before the fix acked a Close in v1)
         Unchecked,    // the Hello's reply: hello() checks it against the Welcome's choice
     };
     // The reply (a member, valid until the next request).

@@ -131,6 +131,19 @@ void checkNode(const NodeSnapshot& s, size_t i, size_t n)
         throw std::invalid_argument("buildStep: a GST has one entry per node");
 }
 
+static_assert(sizeof(HeartbeatBytes) == kHeartbeatLen, "GST entries are contiguous 16-byte heartbeats");
+
+// Node `s`'s GST (heartbeat bytes and ages) into `g`, the same in v1 (per origin) and v2 (per
+// distinct table); a reused message keeps its buffers.
+void fillGst(const NodeSnapshot& s, pb::GlobalStateView* g)
+{
+    g->mutable_heartbeats()->assign(reinterpret_cast<const char*>(s.gst.data()), s.gst.size() * kHeartbeatLen);
+    g->clear_age_ns();
+    g->mutable_age_ns()->Reserve(static_cast<int>(s.gstAgeNs.size()));
+    for (uint64_t age : s.gstAgeNs)
+        g->add_age_ns(age);
+}
+
 // Little-endian stores, whatever the host's byte order.
 void putLE(char* out, uint64_t v, size_t bytes)
 {
@@ -175,17 +188,8 @@ void fillStep(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t ste
         fillSth(s.sth, n->mutable_sth());
         fillHeartbeat(s.heartbeat, n->mutable_heartbeat());
         n->set_utilisation(s.utilisation);
-        if (s.includeGst) {
-            pb::GlobalStateView* g = n->mutable_gst();
-            std::string* bytes = g->mutable_heartbeats();
-            bytes->clear();
-            bytes->reserve(kHeartbeatLen * s.gst.size());
-            for (const HeartbeatBytes& hb : s.gst)
-                bytes->append(reinterpret_cast<const char*>(hb.data()), hb.size());
-            g->mutable_age_ns()->Reserve(static_cast<int>(s.gstAgeNs.size()));
-            for (uint64_t age : s.gstAgeNs)
-                g->add_age_ns(age);
-        }
+        if (s.includeGst)
+            fillGst(s, n->mutable_gst());
     }
     fillStepCommon(step, simTimeNs, episode, stepIndex, nodes, links, pending, outcomes);
 }
@@ -194,7 +198,6 @@ void fillStepV2(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t s
                 const std::vector<NodeSnapshot>& nodes, const std::vector<LinkSnapshot>& links,
                 const std::vector<Task>& pending, const std::vector<TaskOutcomeRecord>& outcomes)
 {
-    static_assert(sizeof(HeartbeatBytes) == kHeartbeatLen, "GST entries are contiguous 16-byte heartbeats");
     // Not step.Clear(): that deletes node_columns (a proto3 submessage). The repeated fields
     // keep their cleared elements, the columns their strings, for the next Step.
     step.clear_nodes();
@@ -229,11 +232,7 @@ void fillStepV2(pb::Step& step, uint64_t simTimeNs, uint64_t episode, uint64_t s
         if (s.includeGst) {
             index = sharedTable(step, s);
             if (index == 0) {
-                pb::GlobalStateView* g = step.add_gst_tables();
-                g->mutable_heartbeats()->assign(reinterpret_cast<const char*>(s.gst.data()), n * kHeartbeatLen);
-                g->mutable_age_ns()->Reserve(static_cast<int>(n));
-                for (uint64_t age : s.gstAgeNs)
-                    g->add_age_ns(age);
+                fillGst(s, step.add_gst_tables());
                 index = static_cast<uint16_t>(step.gst_tables_size());
             }
         }
