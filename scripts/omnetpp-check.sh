@@ -32,6 +32,8 @@ speed_rounds="${MALCOLM_CHECK_SPEED_ROUNDS:-3}"
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 pass() { echo "ok:   $*"; }
+# A TCP port free on loopback right now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # --- agent -----------------------------------------------------------------------------------
 agent_pid=""
@@ -41,7 +43,7 @@ trap cleanup EXIT
 if [ -z "$endpoint" ]; then
   bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
   if [ -x "$bin" ]; then
-    port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    port="$(free_port)"
     endpoint="tcp://127.0.0.1:$port"
     # shellcheck disable=SC2086
     "$bin" serve --bind "$endpoint" ${MALCOLM_AGENT_SERVER_ARGS:---control 127.0.0.1:0} >"$out/agent-server.log" 2>&1 &
@@ -169,9 +171,7 @@ echo "== 5. sim speed, Hetero ${simtime:-(ini limit)} (events per wall-clock sec
 # (libmalcolm_agent.so in the simulation's process); Malcolm-Strict training, a fresh learner
 # each time, over ZeroMQ and embedded. The ratios say what the agent costs; ZeroMQ with
 # protocol v1 was the only way before the embedded agent and the coordinator's v2 Steps.
-speed() { sum_scalar "$out/$1" '.*\.coordinator' "$2"; }
 lib="${MALCOLM_AGENT_LIBRARY:-$root/target/release/libmalcolm_agent.so}"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # serve_speed NAME MODE [opp_run args]: a fresh `serve --mode MODE` on a free port for one
 # run of Hetero.
 serve_speed() {
@@ -190,13 +190,16 @@ speed_csv="$out/speed.csv"
 echo "round,run,events_per_s,steps,bridge_s,step_build_s,connect_s,learner_updates,learner_transitions,learner_dropped,replay_ratio,env_wait_s" >"$speed_csv"
 # (The learner's figures are in the .sca of embedded runs only: a server keeps its own.)
 record_speed() {
-  local d="$3" f row
-  row="$1,$2"
-  for f in eventsPerWallSecond agentSteps bridgeWallSeconds stepBuildWallSeconds connectWallSeconds \
-           learnerUpdates learnerTransitions learnerTransitionsDropped learnerReplayRatio learnerEnvWaitSeconds; do
-    row="$row,$(speed "$d" "$f")"
-  done
-  echo "$row" >>"$speed_csv"
+  # One export per run: the coordinator's scalars in the CSV's column order ("nan" if absent).
+  local row
+  row="$("$OPP_SCAVETOOL" export -F CSV-R -o - -f 'type =~ scalar' "$out/$3"/*.sca 2>/dev/null | python3 -c '
+import csv, sys
+names = ["eventsPerWallSecond", "agentSteps", "bridgeWallSeconds", "stepBuildWallSeconds", "connectWallSeconds",
+         "learnerUpdates", "learnerTransitions", "learnerTransitionsDropped", "learnerReplayRatio", "learnerEnvWaitSeconds"]
+got = {r["name"]: r["value"] for r in csv.DictReader(sys.stdin)
+       if r["type"] == "scalar" and r["module"].endswith(".coordinator") and r["name"] in names}
+print(",".join(got.get(n, "nan") for n in names))')"
+  echo "$1,$2,$row" >>"$speed_csv"
 }
 bin="${MALCOLM_AGENT_SERVER_BIN:-$root/target/release/agent-server}"
 [ -x "$bin" ] || echo "      no agent server binary ($bin): the ZeroMQ runs are skipped"
@@ -250,7 +253,7 @@ print(f"      ratios agent / local: evaluating {r('zmq-v1-eval')} over ZeroMQ v1
 PY
 
 echo "== 6. unreachable agent: a clear error, or the named fallback policy when configured"
-dead="tcp://127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+dead="tcp://127.0.0.1:$(free_port)"
 dead_args=(-u Cmdenv -l "$MALCOLM_OMNETPP_LIB" -n "$root/ned" -c Hetero -r 0 --sim-time-limit=1ms
   "--result-dir=$out/dead" "--**.coordinator.agentEndpoint=\"$dead\"" "--**.coordinator.bridgeTimeout=0.5s")
 if (cd "$root/ini" && "$OPP_RUN" "${dead_args[@]}" '--**.coordinator.fallbackPolicy=""' omnetpp.ini) >"$out/dead-strict.log" 2>&1; then
@@ -274,7 +277,7 @@ echo "== 7. the agent dies in the middle of a run: a clear error, or the fallbac
 # a long Hetero run, prints the run's exit status.
 midrun() {
   local name="$1" fallback="$2" port ep pid rc
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   ep="tcp://127.0.0.1:$port"
   "$bin" serve --bind "$ep" --control 127.0.0.1:0 --policy po2 >"$out/$name-agent.log" 2>&1 &
   pid=$!
@@ -335,7 +338,7 @@ py="${MALCOLM_VENV:-$HOME/.cache/malcolm-strict/venv}/bin/python"
 if [ -z "$agent_pid" ] || ! "$py" -c 'import malcolm_gym' 2>/dev/null; then
   echo "      (skipped: needs the agent-server binary and the project's venv with malcolm-gym)"
 else
-  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+  port="$(free_port)"
   rec_ep="tcp://127.0.0.1:$port"
   "$bin" serve --bind "$rec_ep" --control 127.0.0.1:0 --policy po2 --mode eval --record "$out/pfcstorm.trace" \
     >"$out/pfcstorm-agent.log" 2>&1 &

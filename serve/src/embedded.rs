@@ -99,11 +99,7 @@ impl EmbeddedAgent {
     /// `Close` the next request starts a new session (a new Hello is needed).
     pub fn call(&mut self, request: &[u8]) -> &[u8] {
         if self.closed {
-            self.session = Session::new(
-                self.session.id + 1,
-                self.shared.clone(),
-                self.session.config().clone(),
-            );
+            self.session = self.session.successor();
             self.closed = false;
         }
         let received = Instant::now();

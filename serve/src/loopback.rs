@@ -57,11 +57,7 @@ impl Transport for Loopback {
     fn request(&mut self, env: Envelope) -> Result<Envelope, TransportError> {
         if self.closed {
             // As the bridge does after Close: a Hello would need a new connection here.
-            self.session = Session::new(
-                self.session.id + 1,
-                self.session_shared(),
-                self.session_config(),
-            );
+            self.session = self.session.successor();
             self.closed = false;
         }
         let mut env = env;
@@ -79,16 +75,6 @@ impl Transport for Loopback {
 
     fn versions(&self) -> &[u32] {
         SUPPORTED_VERSIONS
-    }
-}
-
-impl Loopback {
-    fn session_shared(&self) -> Arc<Shared> {
-        self.session.shared().clone()
-    }
-
-    fn session_config(&self) -> SessionConfig {
-        self.session.config().clone()
     }
 }
 

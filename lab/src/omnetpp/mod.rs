@@ -195,23 +195,28 @@ fn checkpoint_factory_and_config(
     Ok((f, agents))
 }
 
-/// Embedded-agent flags serving `policy` greedily, with `agents` written to `config_file`
-/// and the weights of `checkpoint` (learners); `None` when a path has whitespace (the flags
-/// are split on it): that case is served over ZeroMQ.
-fn embedded_flags(
-    policy: &str,
-    checkpoint: Option<&Path>,
-    agents: &AgentsConfig,
-    config_file: &Path,
-) -> Result<Option<String>, OmnetppError> {
+/// A learner's weights and the configuration they were trained with, for its embedded runs
+/// (the configuration goes to `config_file`, handed over as `--agents-config`).
+struct Learned<'a> {
+    checkpoint: &'a Path,
+    agents: &'a AgentsConfig,
+    config_file: PathBuf,
+}
+
+/// Embedded-agent flags serving `policy` greedily (a learner with its weights); `None` when
+/// a path has whitespace (the flags are split on it): that case is served over ZeroMQ.
+fn embedded_flags(policy: &str, learned: Option<Learned>) -> Result<Option<String>, OmnetppError> {
     let mut flags = format!("--policy {policy} --mode eval");
-    if let Some(ckpt) = checkpoint {
-        let json = serde_json::to_string_pretty(agents).expect("agents config serialises");
-        std::fs::write(config_file, json).map_err(|source| runner::RunError::Io {
-            what: format!("writing {}", config_file.display()),
+    if let Some(l) = learned {
+        let json = serde_json::to_string_pretty(l.agents).expect("agents config serialises");
+        std::fs::write(&l.config_file, json).map_err(|source| runner::RunError::Io {
+            what: format!("writing {}", l.config_file.display()),
             source,
         })?;
-        for (flag, path) in [("--checkpoint", ckpt), ("--agents-config", config_file)] {
+        for (flag, path) in [
+            ("--checkpoint", l.checkpoint),
+            ("--agents-config", &l.config_file),
+        ] {
             let p = path.display().to_string();
             if p.chars().any(char::is_whitespace) {
                 return Ok(None);
@@ -331,9 +336,11 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
             factory: learner,
             embedded: embedded_flags(
                 &a.policy.policy,
-                Some(&weights),
-                &agents,
-                &out.join("runs/agents-trained.json"),
+                Some(Learned {
+                    checkpoint: &weights,
+                    agents: &agents,
+                    config_file: out.join("runs/agents-trained.json"),
+                }),
             )?,
             extra: vec![],
         });
@@ -354,9 +361,11 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
             factory,
             embedded: embedded_flags(
                 "malcolm-strict",
-                Some(&path),
-                &config,
-                &out.join(format!("runs/agents-compare-{i}.json")),
+                Some(Learned {
+                    checkpoint: &path,
+                    agents: &config,
+                    config_file: out.join(format!("runs/agents-compare-{i}.json")),
+                }),
             )?,
             extra: vec![],
         });
@@ -376,7 +385,7 @@ pub fn run(a: &OmnetppArgs, stop: &Shutdown) -> Result<Outcome, OmnetppError> {
             },
             policy: policy.to_string(),
             factory: f,
-            embedded: embedded_flags(policy, None, &agents, Path::new(""))?,
+            embedded: embedded_flags(policy, None)?,
             extra: if fcfs {
                 vec!["--**.scheduler.discipline=\"fcfs\"".into()]
             } else {

@@ -144,6 +144,12 @@ impl Session {
         }
     }
 
+    /// The session that follows this one for the same env after its Close (an env that
+    /// says Hello again on the same transport).
+    pub fn successor(&self) -> Session {
+        Session::new(self.id + 1, self.shared.clone(), self.config.clone())
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
